@@ -1,0 +1,378 @@
+"""PII detection on Apache Arrow arrays and tables (no Polars or pandas needed).
+
+This module is also the common ground of every dataframe adapter: the Polars
+expressions, the DuckDB SQL functions and the pandas accessor all turn their
+column into an Arrow array, call :func:`detect_array` (which hands it to
+:meth:`pii_frames.Detector.detect_arrow`, where batching, deduplication and
+the model live) and convert the result back. Nothing here batches or caches.
+
+Output types (the same in every adapter):
+
+- redacted text: ``string``
+- spans: ``list<struct<label: string, start: int32, end: int32, text: string,
+  score: double>>``, offsets in Python code points, end-exclusive
+- category: ``string`` (null when the model has no document head)
+- detect: ``struct<redacted_text, spans, category, labels: list<string>>``
+
+Nulls stay nulls in every output. Example::
+
+    >>> import pyarrow as pa, pii_frames.arrow as pa_pii
+    >>> pa_pii.redact_array(pa.array(["Call Anna at 555-0100", None]))  # doctest: +SKIP
+    <pyarrow.lib.StringArray object at ...>
+    [
+      "Call <PRIVATE_PERSON> at <PRIVATE_PHONE>",
+      null
+    ]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from pii_frames.engine.detector import Detector
+
+__all__ = [
+    "SPAN_TYPE",
+    "SPANS_TYPE",
+    "DETECT_TYPE",
+    "DETECT_OPTIONS",
+    "resolve_detector",
+    "split_options",
+    "as_text_array",
+    "detect_array",
+    "redact_array",
+    "spans_array",
+    "category_array",
+    "detect_table",
+    "redact_table",
+]
+
+SPAN_TYPE = pa.struct(
+    [
+        pa.field("label", pa.string()),
+        pa.field("start", pa.int32()),
+        pa.field("end", pa.int32()),
+        pa.field("text", pa.string()),
+        pa.field("score", pa.float64()),
+    ]
+)
+SPANS_TYPE = pa.list_(SPAN_TYPE)
+DETECT_TYPE = pa.struct(
+    [
+        pa.field("redacted_text", pa.string()),
+        pa.field("spans", SPANS_TYPE),
+        pa.field("category", pa.string()),
+        pa.field("labels", pa.list_(pa.string())),
+    ]
+)
+
+# Keyword arguments that configure one detection call; every other keyword an
+# adapter receives configures the model (pii_frames.load: device, dtype, ...).
+DETECT_OPTIONS = ("policy", "output_mode", "decode_mode", "biases", "on_error")
+
+ArrayLike = pa.Array | pa.ChunkedArray | Sequence[Any]
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split adapter keyword arguments into (model options, detection options).
+
+    Detection options are those in :data:`DETECT_OPTIONS`; a ``policy`` given
+    as a mapping is turned into a :class:`pii_frames.Policy`. Everything else
+    (``model``, ``device``, ``dtype``, ...) goes to :func:`pii_frames.load`.
+
+    >>> split_options({"device": "cpu", "output_mode": "redacted"})
+    ({'device': 'cpu'}, {'output_mode': 'redacted'})
+    """
+    load_options: dict[str, Any] = {}
+    detect_options: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in DETECT_OPTIONS:
+            if value is not None:
+                detect_options[key] = value
+        else:
+            load_options[key] = value
+    if isinstance(detect_options.get("policy"), Mapping):
+        detect_options["policy"] = policy_from_mapping(detect_options["policy"])
+    return load_options, detect_options
+
+
+def policy_from_mapping(spec: Mapping[str, Any]):
+    """Build a :class:`pii_frames.Policy` from a plain mapping (JSON, TOML, dbt config).
+
+    >>> policy_from_mapping({"operator": "mask"}).operator  # doctest: +SKIP
+    'mask'
+    """
+    from pii_frames.redact.policy import Policy
+
+    spec = dict(spec)
+    operator = spec.pop("operator", "placeholder")
+    for list_key in ("labels", "allow", "deny"):
+        if isinstance(spec.get(list_key), list):
+            spec[list_key] = tuple(spec[list_key])
+    try:
+        return Policy(operator, **spec)
+    except TypeError as error:
+        raise ValueError(f"invalid policy {dict(spec, operator=operator)!r}: {error}") from None
+
+
+def resolve_detector(model: Any = None, **load_options: Any) -> Detector:
+    """Return the Detector for ``model``: an existing Detector, a checkpoint, a name or None.
+
+    Goes through :func:`pii_frames.load`, whose process-wide cache makes the
+    call cheap after the first one; the model is only loaded when data arrives.
+
+    >>> detector = resolve_detector("/work/shared/fixtures/opf-tiny", device="cpu")  # doctest: +SKIP
+    >>> resolve_detector(detector) is detector  # doctest: +SKIP
+    True
+    """
+    if model is not None and hasattr(model, "detect_arrow"):
+        if load_options:
+            raise ValueError(
+                f"options {sorted(load_options)} configure loading a model, but an already loaded "
+                "Detector was passed as model=; pass them to pii_frames.load instead"
+            )
+        return model
+    from pii_frames.engine.loading import load
+
+    return load(model, **load_options)
+
+
+def _is_text_type(arrow_type: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or pa.types.is_string_view(arrow_type)
+        or pa.types.is_null(arrow_type)
+        or (pa.types.is_dictionary(arrow_type) and _is_text_type(arrow_type.value_type))
+    )
+
+
+def as_text_array(values: ArrayLike, *, name: str = "input") -> pa.Array | pa.ChunkedArray:
+    """Check that ``values`` hold text and return them as an Arrow string array.
+
+    Accepts Arrow arrays and chunked arrays of string, large_string,
+    string_view, dictionary<string> or null type, and Python sequences of
+    ``str``/``None``. Anything else raises a :class:`TypeError` naming
+    ``name`` (the column) and its type.
+
+    >>> as_text_array(["a", None]).to_pylist()
+    ['a', None]
+    >>> as_text_array(pa.array([1, 2]), name="age")
+    Traceback (most recent call last):
+    ...
+    TypeError: column 'age' has type int64, but PII detection needs text; cast it to string first (for example pc.cast(column, pa.string()))
+    """
+    if not isinstance(values, pa.Array | pa.ChunkedArray):
+        try:
+            values = pa.array(values, type=pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            found = sorted({type(v).__name__ for v in values if v is not None and not isinstance(v, str)})
+            raise TypeError(
+                f"column {name!r} holds {', '.join(found)} values, but PII detection needs text "
+                "(str or None); convert them to str first"
+            ) from None
+    arrow_type = values.type
+    if not _is_text_type(arrow_type):
+        raise TypeError(
+            f"column {name!r} has type {arrow_type}, but PII detection needs text; cast it to string "
+            "first (for example pc.cast(column, pa.string()))"
+        )
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return values
+    # Dictionary, view and all-null columns are decoded to plain strings, which the engine reads.
+    return values.cast(pa.large_string() if pa.types.is_string_view(arrow_type) else pa.string())
+
+
+def _chunk_lengths(values: pa.Array | pa.ChunkedArray) -> list[int] | None:
+    if isinstance(values, pa.ChunkedArray):
+        return [len(chunk) for chunk in values.chunks]
+    return None
+
+
+def _rechunk(result: pa.Array, lengths: list[int] | None, arrow_type: pa.DataType):
+    if lengths is None:
+        return result
+    chunks, offset = [], 0
+    for length in lengths:
+        chunks.append(result.slice(offset, length))
+        offset += length
+    return pa.chunked_array(chunks, type=arrow_type)
+
+
+def _detect_flat(values: ArrayLike, *, name: str, model: Any, options: Mapping[str, Any]):
+    text = as_text_array(values, name=name)
+    lengths = _chunk_lengths(text)
+    flat = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    if len(flat) == 0:
+        return pa.array([], type=DETECT_TYPE), lengths
+    if flat.null_count == len(flat):
+        # Nothing to look at: answer without loading a model.
+        return pa.nulls(len(flat), type=DETECT_TYPE), lengths
+    load_options, detect_options = split_options(options)
+    detector = resolve_detector(model, **load_options)
+    result = detector.detect_arrow(flat, **detect_options)
+    if isinstance(result, pa.ChunkedArray):
+        result = result.combine_chunks()
+    if len(result) != len(flat):
+        raise RuntimeError(
+            f"the detector returned {len(result)} rows for {len(flat)} rows of column {name!r}; "
+            "this is a bug in pii_frames, please report it"
+        )
+    return _conform(result), lengths
+
+
+def _conform(result: pa.StructArray) -> pa.StructArray:
+    """Return ``result`` with exactly :data:`DETECT_TYPE`, keeping its nulls.
+
+    Casting field by field (instead of the whole struct) keeps working when
+    the engine adds fields or uses large list/string variants.
+    """
+    if result.type == DETECT_TYPE:
+        return result
+    fields = [result.field(field.name).cast(field.type) for field in DETECT_TYPE]
+    return pa.StructArray.from_arrays(fields, fields=list(DETECT_TYPE), mask=result.is_null())
+
+
+def detect_array(values: ArrayLike, *, model: Any = None, name: str = "input", **options: Any):
+    """Detect PII in a text array and return one struct per row (:data:`DETECT_TYPE`).
+
+    ``model`` is a checkpoint path, a model name, a loaded Detector or None
+    (default resolution). Other keywords: ``policy``, ``output_mode``,
+    ``decode_mode``, ``biases``, ``on_error`` for the detection, the rest
+    (``device``, ``dtype``, ...) for :func:`pii_frames.load`. A ChunkedArray
+    comes back as a ChunkedArray with the same chunk lengths; ``name`` is used
+    in error messages. All-null input never loads a model.
+
+    >>> out = detect_array(pa.array(["Mail bob@example.com", None]))  # doctest: +SKIP
+    >>> out.field("redacted_text").to_pylist()  # doctest: +SKIP
+    ['Mail <PRIVATE_EMAIL>', None]
+    """
+    result, lengths = _detect_flat(values, name=name, model=model, options=options)
+    return _rechunk(result, lengths, DETECT_TYPE)
+
+
+def _field(values: ArrayLike, field: str, *, model: Any, name: str, options: Mapping[str, Any]):
+    result, lengths = _detect_flat(values, name=name, model=model, options=options)
+    # A null row is a null struct; its children are null there too because the
+    # engine writes nulls for null rows, and pc.struct_field propagates the parent mask.
+    column = pc.struct_field(result, field)
+    return _rechunk(column, lengths, DETECT_TYPE.field(field).type)
+
+
+def redact_array(values: ArrayLike, *, model: Any = None, name: str = "input", **options: Any):
+    """Return the redacted text of each row (string array; nulls stay null).
+
+    >>> redact_array(pa.array(["Anna Svensson lives in Oslo"]))  # doctest: +SKIP
+    <pyarrow.lib.StringArray object at ...>
+    [
+      "<PRIVATE_PERSON> lives in Oslo"
+    ]
+    """
+    return _field(values, "redacted_text", model=model, name=name, options=options)
+
+
+def spans_array(values: ArrayLike, *, model: Any = None, name: str = "input", **options: Any):
+    """Return the detected spans of each row (:data:`SPANS_TYPE`; nulls stay null).
+
+    >>> spans_array(pa.array(["Anna"])).to_pylist()  # doctest: +SKIP
+    [[{'label': 'private_person', 'start': 0, 'end': 4, 'text': 'Anna', 'score': 0.98}]]
+    """
+    return _field(values, "spans", model=model, name=name, options=options)
+
+
+def category_array(values: ArrayLike, *, model: Any = None, name: str = "input", **options: Any):
+    """Return the document category of each row (null without a document head).
+
+    >>> category_array(pa.array(["The match ended 2-1"])).to_pylist()  # doctest: +SKIP
+    ['Sports']
+    """
+    return _field(values, "category", model=model, name=name, options=options)
+
+
+def _column_names(table: pa.Table | pa.RecordBatch, columns: str | Iterable[str] | None) -> list[str]:
+    if columns is None:
+        names = [field.name for field in table.schema if _is_text_type(field.type)]
+        if not names:
+            raise ValueError(f"no text columns found among {table.schema.names}; pass columns=[...]")
+        return names
+    names = [columns] if isinstance(columns, str) else list(columns)
+    missing = [name for name in names if name not in table.schema.names]
+    if missing:
+        raise KeyError(
+            f"column(s) {missing} not found; the table has columns {table.schema.names}"
+        )
+    return names
+
+
+def detect_table(
+    table: pa.Table | pa.RecordBatch,
+    columns: str | Iterable[str] | None = None,
+    *,
+    model: Any = None,
+    **options: Any,
+) -> dict[str, pa.Array | pa.ChunkedArray]:
+    """Run detection on the given text columns; return ``{column: detect struct array}``.
+
+    ``columns=None`` means every string column. Errors name the column.
+
+    >>> table = pa.table({"id": [1], "body": ["Call 555-0100"]})
+    >>> detect_table(table, ["body"])["body"].type == DETECT_TYPE  # doctest: +SKIP
+    True
+    """
+    names = _column_names(table, columns)
+    return {
+        name: detect_array(table.column(name), model=model, name=name, **options) for name in names
+    }
+
+
+def redact_table(
+    table: pa.Table | pa.RecordBatch,
+    columns: str | Iterable[str] | None = None,
+    *,
+    model: Any = None,
+    spans: bool = False,
+    category: bool = False,
+    **options: Any,
+) -> pa.Table | pa.RecordBatch:
+    """Return ``table`` with each listed column replaced by its redacted text.
+
+    ``spans=True`` adds ``<column>_spans`` and ``category=True`` adds
+    ``<column>_category`` right after each column. Other columns, the row
+    order and (for tables) the chunk layout are kept; a RecordBatch gives a
+    RecordBatch.
+
+    >>> table = pa.table({"id": [1, 2], "body": ["Mail anna@example.com", None]})
+    >>> redact_table(table, ["body"], spans=True).column_names  # doctest: +SKIP
+    ['id', 'body', 'body_spans']
+    """
+    detected = detect_table(table, columns, model=model, **options)
+    out_names: list[str] = []
+    out_columns: list[Any] = []
+    for name, column in zip(table.schema.names, table.columns):
+        if name not in detected:
+            out_names.append(name)
+            out_columns.append(column)
+            continue
+        result = detected[name]
+        out_names.append(name)
+        out_columns.append(pc.struct_field(result, "redacted_text"))
+        if spans:
+            out_names.append(f"{name}_spans")
+            out_columns.append(pc.struct_field(result, "spans"))
+        if category:
+            out_names.append(f"{name}_category")
+            out_columns.append(pc.struct_field(result, "category"))
+    for added in out_names:
+        if out_names.count(added) > 1:
+            raise ValueError(
+                f"output column {added!r} would appear twice; rename the existing column or drop "
+                "spans=/category="
+            )
+    if isinstance(table, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(out_columns, names=out_names)
+    return pa.Table.from_arrays(out_columns, names=out_names)

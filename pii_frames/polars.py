@@ -1,0 +1,325 @@
+"""Polars expressions that find and remove PII in text columns.
+
+Each function takes a column name or an expression and returns a lazy
+``pl.Expr``; nothing runs (and no model loads) until the frame is collected::
+
+    >>> import polars as pl, pii_frames as pii
+    >>> df = pl.DataFrame({"id": [1, 2], "body": ["Hi, I am Anna Svensson", None]})
+    >>> df.with_columns(pii.redact("body"))  # doctest: +SKIP
+    shape: (2, 2)
+    ┌─────┬─────────────────────────┐
+    │ id  ┆ body                    │
+    │ --- ┆ ---                     │
+    │ i64 ┆ str                     │
+    ╞═════╪═════════════════════════╡
+    │ 1   ┆ Hi, I am <PRIVATE_PERSON> │
+    │ 2   ┆ null                    │
+    └─────┴─────────────────────────┘
+
+Output names follow Polars' ``str`` expressions: :func:`redact` and
+:func:`detect` keep the input column's name (so ``with_columns`` replaces the
+column), :func:`spans` and :func:`category` add the suffixes ``_spans`` and
+``_category`` so all three fit in one ``with_columns``. Use ``.alias()`` for
+other names.
+
+Every output dtype is declared up front (the model never runs just to learn a
+dtype) and the expressions are elementwise, so they work in eager, lazy and
+streaming (``collect(engine="streaming")``) queries; Polars may hand the data
+over in several slices, and the engine batches inside each slice.
+
+In ``group_by(...).agg(pii.redact("body"))`` the expression is evaluated on
+the whole column first and then split by group, so each group gets a list of
+redacted texts and the model runs over all rows together, not once per group.
+
+Importing this module also registers a ``.pii`` namespace on expressions and
+series as sugar: ``pl.col("body").pii.redact()``, ``df["body"].pii.spans()``.
+
+When you need several outputs of one column, prefer one :func:`detect` and
+``unnest`` over :func:`redact` + :func:`spans` + :func:`category`: Polars
+evaluates each expression separately, so three expressions mean three passes
+unless the engine has the results cached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import pyarrow.compute as pc
+
+from pii_frames.arrow import detect_array
+
+__all__ = [
+    "SPAN_DTYPE",
+    "SPANS_DTYPE",
+    "DETECT_DTYPE",
+    "redact",
+    "spans",
+    "category",
+    "detect",
+    "PiiExprNamespace",
+    "PiiSeriesNamespace",
+]
+
+SPAN_DTYPE = pl.Struct(
+    {"label": pl.String, "start": pl.Int32, "end": pl.Int32, "text": pl.String, "score": pl.Float64}
+)
+SPANS_DTYPE = pl.List(SPAN_DTYPE)
+DETECT_DTYPE = pl.Struct(
+    {
+        "redacted_text": pl.String,
+        "spans": SPANS_DTYPE,
+        "category": pl.String,
+        "labels": pl.List(pl.String),
+    }
+)
+
+_OUTPUT_DTYPES: dict[str | None, pl.DataType] = {
+    None: DETECT_DTYPE,
+    "redacted_text": pl.String(),
+    "spans": SPANS_DTYPE,
+    "category": pl.String(),
+}
+
+
+class _DetectBatch:
+    """The batch function Polars calls: Series of text in, Series of results out.
+
+    A plain class with plain attributes (rather than a closure) so the
+    expression stays picklable and shows readable options in ``repr``.
+    """
+
+    def __init__(self, field: str | None, model: Any, options: dict[str, Any]):
+        self.field = field
+        self.model = model
+        self.options = options
+
+    def __repr__(self) -> str:
+        return f"pii_frames.polars({self.field or 'detect'}, model={self.model!r}, options={self.options!r})"
+
+    def __call__(self, series: pl.Series) -> pl.Series:
+        return_dtype = _OUTPUT_DTYPES[self.field]
+        if isinstance(series.dtype, pl.Categorical | pl.Enum):
+            series = series.cast(pl.String)
+        if series.dtype not in (pl.String, pl.Null):
+            raise TypeError(
+                f"column {series.name!r} has dtype {series.dtype}, but PII detection needs text; "
+                f'cast it first, for example pii.redact(pl.col("{series.name}").cast(pl.String))'
+            )
+        result = detect_array(series.to_arrow(), model=self.model, name=series.name, **self.options)
+        if self.field is not None:
+            # struct_field (unlike StructArray.field) carries the row nulls into the field.
+            result = pc.struct_field(result, self.field)
+        return pl.Series(series.name, result, dtype=return_dtype)
+
+
+def _options(
+    model: Any,
+    policy: Any,
+    output_mode: str | None,
+    decode_mode: str | None,
+    device: str | None,
+    dtype: Any,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    options = dict(extra)
+    for key, value in (
+        ("policy", policy),
+        ("output_mode", output_mode),
+        ("decode_mode", decode_mode),
+        ("device", device),
+        ("dtype", dtype),
+    ):
+        if value is not None:
+            options[key] = value
+    return options
+
+
+def _to_expr(column: str | pl.Expr) -> pl.Expr:
+    if isinstance(column, str):
+        return pl.col(column)
+    if isinstance(column, pl.Expr):
+        return column
+    raise TypeError(
+        f"expected a column name or a pl.Expr, got {type(column).__name__}; "
+        'pass for example "body" or pl.col("body")'
+    )
+
+
+def _map(column: str | pl.Expr, field: str | None, model: Any, options: dict[str, Any]) -> pl.Expr:
+    return _to_expr(column).map_batches(
+        _DetectBatch(field, model, options),
+        return_dtype=_OUTPUT_DTYPES[field],
+        is_elementwise=True,
+    )
+
+
+def redact(
+    column: str | pl.Expr,
+    *,
+    model: Any = None,
+    policy: Any = None,
+    output_mode: str | None = None,
+    decode_mode: str | None = None,
+    device: str | None = None,
+    dtype: Any = None,
+    **options: Any,
+) -> pl.Expr:
+    """Redacted text of ``column`` (String), named like the input column.
+
+    ``model``: checkpoint directory, model name, loaded Detector or None for
+    the default model. ``policy``: a :class:`pii_frames.Policy` (or a dict of
+    its arguments). ``output_mode``: ``"typed"`` (``<PRIVATE_EMAIL>``) or
+    ``"redacted"`` (``<REDACTED>``). ``decode_mode``: ``"viterbi"`` or
+    ``"argmax"``. ``device``/``dtype`` and any other keyword go to
+    :func:`pii_frames.load`. Nulls stay null.
+
+    >>> import polars as pl, pii_frames as pii
+    >>> pl.DataFrame({"body": ["Mail anna@example.com"]}).select(pii.redact("body"))  # doctest: +SKIP
+    shape: (1, 1)
+    ┌─────────────────────────┐
+    │ body                    │
+    │ ---                     │
+    │ str                     │
+    ╞═════════════════════════╡
+    │ Mail <PRIVATE_EMAIL>    │
+    └─────────────────────────┘
+    """
+    opts = _options(model, policy, output_mode, decode_mode, device, dtype, options)
+    return _map(column, "redacted_text", model, _without_model(opts))
+
+
+def spans(
+    column: str | pl.Expr,
+    *,
+    model: Any = None,
+    policy: Any = None,
+    decode_mode: str | None = None,
+    device: str | None = None,
+    dtype: Any = None,
+    **options: Any,
+) -> pl.Expr:
+    """Detected spans of ``column``, named ``<column>_spans``.
+
+    Type ``List(Struct(label, start, end, text, score))``; ``start``/``end``
+    are Python string indices (code points), end-exclusive, into the original
+    text. Explode with ``.explode()`` then ``.struct.unnest()``. Same options
+    as :func:`redact` (a policy's ``labels``/``min_score``/``allow``/``deny``
+    filter the spans).
+
+    >>> import polars as pl, pii_frames as pii
+    >>> df = pl.DataFrame({"body": ["Call 555-0100"]})
+    >>> df.select(pii.spans("body")).explode("body_spans").unnest("body_spans")  # doctest: +SKIP
+    """
+    opts = _options(model, policy, None, decode_mode, device, dtype, options)
+    return _map(column, "spans", model, _without_model(opts)).name.suffix("_spans")
+
+
+def category(
+    column: str | pl.Expr,
+    *,
+    model: Any = None,
+    device: str | None = None,
+    dtype: Any = None,
+    **options: Any,
+) -> pl.Expr:
+    """Document category of ``column`` (String), named ``<column>_category``.
+
+    Null for every row when the model has no document head (only multitask
+    checkpoints have one; see ``pii.load().doc_classes``).
+
+    >>> import polars as pl, pii_frames as pii
+    >>> pl.DataFrame({"body": ["The match ended 2-1"]}).select(pii.category("body"))  # doctest: +SKIP
+    """
+    opts = _options(model, None, None, None, device, dtype, options)
+    return _map(column, "category", model, _without_model(opts)).name.suffix("_category")
+
+
+def detect(
+    column: str | pl.Expr,
+    *,
+    model: Any = None,
+    policy: Any = None,
+    output_mode: str | None = None,
+    decode_mode: str | None = None,
+    device: str | None = None,
+    dtype: Any = None,
+    **options: Any,
+) -> pl.Expr:
+    """Everything at once: a Struct of ``redacted_text``, ``spans``, ``category``, ``labels``.
+
+    Named like the input column; ``.struct.unnest()`` (or
+    ``df.unnest(...)``) turns it into four columns. ``labels`` lists the
+    labels found in the row. One pass of the model gives all four.
+
+    >>> import polars as pl, pii_frames as pii
+    >>> df = pl.DataFrame({"body": ["Mail anna@example.com"]})
+    >>> df.select(pii.detect("body").alias("pii")).unnest("pii").columns  # doctest: +SKIP
+    ['redacted_text', 'spans', 'category', 'labels']
+    """
+    opts = _options(model, policy, output_mode, decode_mode, device, dtype, options)
+    return _map(column, None, model, _without_model(opts))
+
+
+def _without_model(options: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in options.items() if key != "model"}
+
+
+@pl.api.register_expr_namespace("pii")
+class PiiExprNamespace:
+    """``pl.col("body").pii.redact()`` and friends: the functions above as methods.
+
+    >>> import polars as pl, pii_frames.polars  # registers the namespace
+    >>> pl.DataFrame({"body": ["Hi Anna"]}).select(pl.col("body").pii.redact())  # doctest: +SKIP
+    """
+
+    def __init__(self, expr: pl.Expr):
+        self._expr = expr
+
+    def redact(self, **options: Any) -> pl.Expr:
+        """Redacted text; see :func:`pii_frames.polars.redact`."""
+        return redact(self._expr, **options)
+
+    def spans(self, **options: Any) -> pl.Expr:
+        """Detected spans; see :func:`pii_frames.polars.spans`."""
+        return spans(self._expr, **options)
+
+    def category(self, **options: Any) -> pl.Expr:
+        """Document category; see :func:`pii_frames.polars.category`."""
+        return category(self._expr, **options)
+
+    def detect(self, **options: Any) -> pl.Expr:
+        """All outputs as one Struct; see :func:`pii_frames.polars.detect`."""
+        return detect(self._expr, **options)
+
+
+@pl.api.register_series_namespace("pii")
+class PiiSeriesNamespace:
+    """``series.pii.redact()`` and friends for eager Series.
+
+    >>> import polars as pl, pii_frames.polars  # registers the namespace
+    >>> pl.Series("body", ["Hi Anna", None]).pii.redact()  # doctest: +SKIP
+    """
+
+    def __init__(self, series: pl.Series):
+        self._series = series
+
+    def _run(self, function, options: dict[str, Any]) -> pl.Series:
+        frame = self._series.to_frame()
+        return frame.select(function(pl.col(self._series.name), **options)).to_series()
+
+    def redact(self, **options: Any) -> pl.Series:
+        """Redacted text; see :func:`pii_frames.polars.redact`."""
+        return self._run(redact, options)
+
+    def spans(self, **options: Any) -> pl.Series:
+        """Detected spans; see :func:`pii_frames.polars.spans`."""
+        return self._run(spans, options)
+
+    def category(self, **options: Any) -> pl.Series:
+        """Document category; see :func:`pii_frames.polars.category`."""
+        return self._run(category, options)
+
+    def detect(self, **options: Any) -> pl.Series:
+        """All outputs as one Struct; see :func:`pii_frames.polars.detect`."""
+        return self._run(detect, options)
