@@ -1,0 +1,215 @@
+"""The engine path shared by every adapter: Detector.detect_arrow / redact_many."""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import pii_frames as pii
+from pii_frames.engine import loading
+from pii_frames.engine.schema import DETECT_TYPE
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "opf-tiny"
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return pii.load(FIXTURE, device="cpu")
+
+
+def _long_document(rng: random.Random, words: int) -> str:
+    vocab = ["Ann", "Lee", "called", "from", "+44 20 7946 0958", "about", "invoice", "ACC-99812", "on", "2024-03-01",
+             "and", "wrote", "to", "ann.lee@example.com", "ünïcödé", "日本語", "🙂", "\r\n"]
+    return " ".join(rng.choice(vocab) for _ in range(words))
+
+
+def _mixed_column(n_rows: int, seed: int = 0) -> list[str | None]:
+    rng = random.Random(seed)
+    pool = [
+        "Hello, my name is John Smith and my email is john.smith@example.com",
+        "Call Olusegun Adeyemi on +44 20 7946 0958 or write to 221B Baker Street, London.",
+        "",
+        "   ",
+        "naïve café — 東京 🙂 résumé",
+        "Line one\r\nLine two\tTabbed",
+        "<|endoftext|> special-looking text",
+    ]
+    rows: list[str | None] = []
+    for i in range(n_rows):
+        r = rng.random()
+        if r < 0.1:
+            rows.append(None)
+        elif r < 0.4:
+            rows.append(rng.choice(pool))
+        else:
+            rows.append(f"row {i}: " + _long_document(rng, rng.randint(1, 30)))
+    for k in range(3):  # a few documents of ~3,000 tokens, longer than the small n_ctx used below
+        rows[rng.randrange(n_rows)] = _long_document(rng, 1500 + 100 * k)
+    return rows
+
+
+def test_detect_arrow_equals_per_row_redact(detector):
+    rows = _mixed_column(2000)
+    small_windows = pii.load(FIXTURE, device="cpu", n_ctx=1024, token_budget=4096)
+    out = small_windows.detect_arrow(pa.array(rows, type=pa.large_string()))
+    assert out.type == DETECT_TYPE
+    assert len(out) == len(rows)
+    per_row = pii.load(FIXTURE, device="cpu", n_ctx=1024, cache_size=0)
+    checked = 0
+    for i, text in enumerate(rows):
+        got = out[i].as_py()
+        if text is None:
+            assert got is None
+            continue
+        if i % 7 and len(text) < 3000:  # a sample keeps the per-row loop short; long documents always checked
+            continue
+        expected = per_row.redact(text)
+        assert got["redacted_text"] == expected.redacted_text
+        assert [(s["label"], s["start"], s["end"], s["text"]) for s in got["spans"]] == [
+            (s.label, s.start, s.end, s.text) for s in expected.detected_spans
+        ]
+        assert got["spans"] == [] or all(0.0 <= s["score"] <= 1.0 for s in got["spans"])
+        assert got["labels"] == sorted({s.label for s in expected.detected_spans})
+        checked += 1
+    assert checked > 250
+
+
+def test_windows_and_budget_do_not_change_results(detector):
+    rows = [_long_document(random.Random(s), 700) for s in range(3)] + ["short one", "Ann Lee"]
+    reference = [r.to_dict() for r in pii.load(FIXTURE, device="cpu", n_ctx=4096).redact_many(rows)]
+    packed = [r.to_dict() for r in pii.load(FIXTURE, device="cpu", n_ctx=4096, token_budget=512).redact_many(rows)]
+    assert packed == reference
+
+
+def test_input_types_and_order(detector):
+    texts = ["b Ann", None, "a Lee", "", "b Ann"]
+    expected = detector.redact_many(texts)
+    for array in (
+        pa.array(texts, type=pa.string()),
+        pa.array(texts, type=pa.string_view()),
+        pa.chunked_array([texts[:2], texts[2:]], type=pa.large_string()),
+    ):
+        out = detector.detect_arrow(array)
+        assert out.field("redacted_text").to_pylist() == [None if r is None else r.redacted_text for r in expected]
+    assert expected[1] is None and expected[3].redacted_text == ""
+    assert detector.detect_arrow(pa.array([None, None])).null_count == 2
+    assert len(detector.detect_arrow(pa.array([], type=pa.string()))) == 0
+
+
+def test_non_text_column_error_names_column(detector):
+    with pytest.raises(TypeError, match="column 'age' has Arrow type int64"):
+        detector.detect_arrow(pa.array([1, 2]), column="age")
+    table = pa.table({"id": [1, 2], "body": ["Ann", None]})
+    with pytest.raises(KeyError, match="column 'nope' not found"):
+        detector.detect_table(table, ["nope"])
+    with pytest.raises(TypeError, match="column 'id' has type int64"):
+        detector.detect_table(table, ["id"])
+
+
+def test_detect_table_adds_columns(detector):
+    table = pa.table({"id": [1, 2, 3], "body": ["Ann Lee", None, "x"]})
+    out = detector.detect_table(table, ["body"], spans=True, category=True)
+    assert out.column_names == ["id", "body", "body_pii_spans", "body_pii_category"]
+    assert out.column("body").to_pylist()[1] is None
+    assert out.column("id").to_pylist() == [1, 2, 3]
+
+
+def test_bad_row_is_reported_and_others_kept(detector, monkeypatch):
+    tokenizer = detector.tokenizer
+    real = tokenizer.token_offsets
+
+    def flaky(text, ids):
+        if "POISON" in text:
+            raise ValueError("cannot map offsets")
+        return real(text, ids)
+
+    monkeypatch.setattr(tokenizer, "token_offsets", flaky)
+    rows = ["fine Ann", "POISON row", None, "fine too"]
+    fresh = pii.load(FIXTURE, device="cpu", cache_size=0)
+    with pytest.raises(pii.RowError, match="row 1"):
+        fresh.detect_arrow(pa.array(rows))
+    with pytest.warns(RuntimeWarning, match="rows 1"):
+        out = fresh.detect_arrow(pa.array(rows), on_error="null")
+    got = out.field("redacted_text").to_pylist()
+    assert got[1] is None and got[2] is None
+    assert got[0] is not None and got[3] is not None
+    assert [e.row for e in fresh.last_errors] == [1]
+
+
+def test_redact_many_rejects_non_text_rows(detector):
+    with pytest.raises(pii.RowError, match="row 1: TypeError"):
+        detector.redact_many(["ok", 5])
+
+
+def test_one_model_per_checkpoint_device_dtype():
+    a = pii.load(FIXTURE, device="cpu")
+    b = pii.load(str(FIXTURE), device="cpu", output_mode="redacted")
+    assert a._shared is b._shared
+    c = pii.load(FIXTURE, device="cpu", dtype="bfloat16")
+    assert c._shared is not a._shared
+
+
+def test_thread_safe_shared_model(detector):
+    rows = _mixed_column(200, seed=3)
+    expected = [None if r is None else r.to_dict() for r in detector.redact_many(rows)]
+    results: dict[int, list] = {}
+
+    def work(k):
+        d = pii.load(FIXTURE, device="cpu", cache_size=0)
+        results[k] = [None if r is None else r.to_dict() for r in d.redact_many(rows)]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results[k] == expected for k in range(3))
+
+
+def test_token_logprobs_contract(detector):
+    ids, logprobs = detector.token_logprobs("Hello, my name is John Smith")
+    assert logprobs.dtype == np.float32 and logprobs.shape == (len(ids), len(detector.labels))
+    np.testing.assert_allclose(np.exp(logprobs).sum(axis=1), 1.0, atol=1e-5)
+    assert detector.labels[0] == "O" and len(detector.labels) == 33
+
+
+def test_environment_settings(monkeypatch):
+    monkeypatch.setenv("PII_FRAMES_MODEL", str(FIXTURE))
+    monkeypatch.setenv("PII_FRAMES_TOKEN_BUDGET", "1234")
+    monkeypatch.setenv("PII_FRAMES_DEVICE", "cpu")
+    d = pii.load()
+    assert d.token_budget == 1234 and d.device.type == "cpu"
+    assert Path(d.checkpoint_dir) == FIXTURE.resolve()
+    monkeypatch.setenv("PII_FRAMES_TOKEN_BUDGET", "lots")
+    with pytest.raises(ValueError, match="PII_FRAMES_TOKEN_BUDGET"):
+        pii.load()
+
+
+def test_model_resolution_errors(tmp_path, monkeypatch):
+    with pytest.raises(loading.ModelNotFoundError, match="does not exist"):
+        pii.load(tmp_path / "missing")
+    with pytest.raises(loading.ModelNotFoundError, match="pii-frames download someone/model"):
+        pii.load("someone/model")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    snap = tmp_path / "models--someone--model" / "snapshots" / "abc" / "original"
+    snap.mkdir(parents=True)
+    for f in FIXTURE.iterdir():
+        (snap / f.name).symlink_to(f)
+    path, model_id = loading.resolve_checkpoint("someone/model")
+    assert path == snap and model_id == "someone/model"
+
+
+def test_cuda_device_auto_and_explicit():
+    import torch
+
+    if torch.cuda.is_available():
+        assert loading.resolve_device("auto").type == "cuda"
+    else:
+        assert loading.resolve_device("auto").type == "cpu"
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            loading.resolve_device("cuda")
