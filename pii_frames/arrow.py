@@ -27,11 +27,15 @@ Nulls stay nulls in every output. Example::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+# The engine declares the output types once (re-exported here for users).
+from pii_frames.engine.schema import DETECT_TYPE, SPAN_TYPE, SPANS_TYPE
 
 if TYPE_CHECKING:
     from pii_frames.engine.detector import Detector
@@ -41,6 +45,8 @@ __all__ = [
     "SPANS_TYPE",
     "DETECT_TYPE",
     "DETECT_OPTIONS",
+    "SPANS_SUFFIX",
+    "CATEGORY_SUFFIX",
     "resolve_detector",
     "split_options",
     "as_text_array",
@@ -52,28 +58,13 @@ __all__ = [
     "redact_table",
 ]
 
-SPAN_TYPE = pa.struct(
-    [
-        pa.field("label", pa.string()),
-        pa.field("start", pa.int32()),
-        pa.field("end", pa.int32()),
-        pa.field("text", pa.string()),
-        pa.field("score", pa.float64()),
-    ]
-)
-SPANS_TYPE = pa.list_(SPAN_TYPE)
-DETECT_TYPE = pa.struct(
-    [
-        pa.field("redacted_text", pa.string()),
-        pa.field("spans", SPANS_TYPE),
-        pa.field("category", pa.string()),
-        pa.field("labels", pa.list_(pa.string())),
-    ]
-)
-
 # Keyword arguments that configure one detection call; every other keyword an
 # adapter receives configures the model (pii_frames.load: device, dtype, ...).
-DETECT_OPTIONS = ("policy", "output_mode", "decode_mode", "biases", "on_error")
+DETECT_OPTIONS = ("policy", "output_mode", "decode_mode", "biases", "on_error", "progress")
+
+# Names of the columns added next to a text column (the engine's detect_table uses the same).
+SPANS_SUFFIX = "_pii_spans"
+CATEGORY_SUFFIX = "_pii_category"
 
 ArrayLike = pa.Array | pa.ChunkedArray | Sequence[Any]
 
@@ -139,7 +130,21 @@ def resolve_detector(model: Any = None, **load_options: Any) -> Detector:
         return model
     from pii_frames.engine.loading import load
 
-    return load(model, **load_options)
+    detector = load(model, **load_options)
+    # load() hands out a fresh light Detector each call; keeping one per model and
+    # options lets its result cache serve the next batch and sibling expressions
+    # (redact + spans + category of one column run the model once).
+    key = (detector.model_id, str(detector.device), str(detector.dtype), _options_key(load_options))
+    with _DETECTORS_LOCK:
+        return _DETECTORS.setdefault(key, detector)
+
+
+_DETECTORS: dict[tuple, Detector] = {}
+_DETECTORS_LOCK = threading.Lock()
+
+
+def _options_key(options: Mapping[str, Any]) -> tuple:
+    return tuple(sorted((key, repr(value)) for key, value in options.items()))
 
 
 def _is_text_type(arrow_type: pa.DataType) -> bool:
@@ -215,7 +220,7 @@ def _detect_flat(values: ArrayLike, *, name: str, model: Any, options: Mapping[s
         return pa.nulls(len(flat), type=DETECT_TYPE), lengths
     load_options, detect_options = split_options(options)
     detector = resolve_detector(model, **load_options)
-    result = detector.detect_arrow(flat, **detect_options)
+    result = detector.detect_arrow(flat, column=name, **detect_options)
     if isinstance(result, pa.ChunkedArray):
         result = result.combine_chunks()
     if len(result) != len(flat):
@@ -341,14 +346,14 @@ def redact_table(
 ) -> pa.Table | pa.RecordBatch:
     """Return ``table`` with each listed column replaced by its redacted text.
 
-    ``spans=True`` adds ``<column>_spans`` and ``category=True`` adds
-    ``<column>_category`` right after each column. Other columns, the row
+    ``spans=True`` adds ``<column>_pii_spans`` and ``category=True`` adds
+    ``<column>_pii_category`` right after each column. Other columns, the row
     order and (for tables) the chunk layout are kept; a RecordBatch gives a
     RecordBatch.
 
     >>> table = pa.table({"id": [1, 2], "body": ["Mail anna@example.com", None]})
     >>> redact_table(table, ["body"], spans=True).column_names  # doctest: +SKIP
-    ['id', 'body', 'body_spans']
+    ['id', 'body', 'body_pii_spans']
     """
     detected = detect_table(table, columns, model=model, **options)
     out_names: list[str] = []
@@ -362,10 +367,10 @@ def redact_table(
         out_names.append(name)
         out_columns.append(pc.struct_field(result, "redacted_text"))
         if spans:
-            out_names.append(f"{name}_spans")
+            out_names.append(name + SPANS_SUFFIX)
             out_columns.append(pc.struct_field(result, "spans"))
         if category:
-            out_names.append(f"{name}_category")
+            out_names.append(name + CATEGORY_SUFFIX)
             out_columns.append(pc.struct_field(result, "category"))
     for added in out_names:
         if out_names.count(added) > 1:

@@ -18,8 +18,8 @@ Each function takes a column name or an expression and returns a lazy
 
 Output names follow Polars' ``str`` expressions: :func:`redact` and
 :func:`detect` keep the input column's name (so ``with_columns`` replaces the
-column), :func:`spans` and :func:`category` add the suffixes ``_spans`` and
-``_category`` so all three fit in one ``with_columns``. Use ``.alias()`` for
+column), :func:`spans` and :func:`category` add the suffixes ``_pii_spans``
+and ``_pii_category`` so all three fit in one ``with_columns``. Use ``.alias()`` for
 other names.
 
 Every output dtype is declared up front (the model never runs just to learn a
@@ -34,10 +34,10 @@ redacted texts and the model runs over all rows together, not once per group.
 Importing this module also registers a ``.pii`` namespace on expressions and
 series as sugar: ``pl.col("body").pii.redact()``, ``df["body"].pii.spans()``.
 
-When you need several outputs of one column, prefer one :func:`detect` and
-``unnest`` over :func:`redact` + :func:`spans` + :func:`category`: Polars
-evaluates each expression separately, so three expressions mean three passes
-unless the engine has the results cached.
+When you need several outputs of one column, :func:`detect` plus ``unnest``
+is the cheapest: Polars evaluates :func:`redact`, :func:`spans` and
+:func:`category` separately. The engine remembers recent texts, so the model
+still runs once, but the rows are decoded three times.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import Any
 import polars as pl
 import pyarrow.compute as pc
 
-from pii_frames.arrow import detect_array
+from pii_frames.arrow import CATEGORY_SUFFIX, SPANS_SUFFIX, detect_array
 
 __all__ = [
     "SPAN_DTYPE",
@@ -199,7 +199,7 @@ def spans(
     dtype: Any = None,
     **options: Any,
 ) -> pl.Expr:
-    """Detected spans of ``column``, named ``<column>_spans``.
+    """Detected spans of ``column``, named ``<column>_pii_spans``.
 
     Type ``List(Struct(label, start, end, text, score))``; ``start``/``end``
     are Python string indices (code points), end-exclusive, into the original
@@ -209,10 +209,10 @@ def spans(
 
     >>> import polars as pl, pii_frames as pii
     >>> df = pl.DataFrame({"body": ["Call 555-0100"]})
-    >>> df.select(pii.spans("body")).explode("body_spans").unnest("body_spans")  # doctest: +SKIP
+    >>> df.select(pii.spans("body")).explode("body_pii_spans").unnest("body_pii_spans")  # doctest: +SKIP
     """
     opts = _options(model, policy, None, decode_mode, device, dtype, options)
-    return _map(column, "spans", model, _without_model(opts)).name.suffix("_spans")
+    return _map(column, "spans", model, _without_model(opts)).name.suffix(SPANS_SUFFIX)
 
 
 def category(
@@ -223,7 +223,7 @@ def category(
     dtype: Any = None,
     **options: Any,
 ) -> pl.Expr:
-    """Document category of ``column`` (String), named ``<column>_category``.
+    """Document category of ``column`` (String), named ``<column>_pii_category``.
 
     Null for every row when the model has no document head (only multitask
     checkpoints have one; see ``pii.load().doc_classes``).
@@ -232,7 +232,7 @@ def category(
     >>> pl.DataFrame({"body": ["The match ended 2-1"]}).select(pii.category("body"))  # doctest: +SKIP
     """
     opts = _options(model, None, None, None, device, dtype, options)
-    return _map(column, "category", model, _without_model(opts)).name.suffix("_category")
+    return _map(column, "category", model, _without_model(opts)).name.suffix(CATEGORY_SUFFIX)
 
 
 def detect(

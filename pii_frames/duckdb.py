@@ -1,0 +1,141 @@
+"""DuckDB SQL functions that find and remove PII: ``pii_redact``, ``pii_spans``, ``pii_category``, ``pii_detect``.
+
+Register them once per connection, then use them in any query, on tables,
+views or Parquet/CSV scans::
+
+    >>> import duckdb, pii_frames.duckdb
+    >>> con = duckdb.connect()
+    >>> pii_frames.duckdb.register(con)  # doctest: +SKIP
+    >>> con.sql("SELECT pii_redact('Call Anna at 555-0100')").fetchone()  # doctest: +SKIP
+    ('Call <PRIVATE_PERSON> at <PRIVATE_PHONE>',)
+
+SQL signatures:
+
+- ``pii_redact(VARCHAR) -> VARCHAR``
+- ``pii_spans(VARCHAR) -> STRUCT(label VARCHAR, start INTEGER, "end" INTEGER,
+  text VARCHAR, score DOUBLE)[]`` (explode with ``UNNEST(pii_spans(body), recursive := true)``;
+  ``start``/``end`` are code-point offsets, end-exclusive, 0-based)
+- ``pii_category(VARCHAR) -> VARCHAR`` (NULL without a document head)
+- ``pii_detect(VARCHAR) -> STRUCT(redacted_text VARCHAR, spans ...[],
+  category VARCHAR, labels VARCHAR[])``
+
+They are vectorized Arrow UDFs: DuckDB hands over up to a vector (2,048 rows)
+at a time and the engine batches, deduplicates and caches inside. NULL in
+gives NULL out. The model loads on the first call, not at registration.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pii_frames.arrow import detect_array, split_options
+
+__all__ = ["FUNCTION_NAMES", "register", "unregister"]
+
+SPAN_SQL_TYPE = 'STRUCT(label VARCHAR, start INTEGER, "end" INTEGER, text VARCHAR, score DOUBLE)'
+SPANS_SQL_TYPE = SPAN_SQL_TYPE + "[]"
+DETECT_SQL_TYPE = (
+    f"STRUCT(redacted_text VARCHAR, spans {SPANS_SQL_TYPE}, category VARCHAR, labels VARCHAR[])"
+)
+
+# SQL name -> (field of the engine's detect struct or None for all of it, SQL return type)
+FUNCTION_NAMES: dict[str, tuple[str | None, str]] = {
+    "pii_redact": ("redacted_text", "VARCHAR"),
+    "pii_spans": ("spans", SPANS_SQL_TYPE),
+    "pii_category": ("category", "VARCHAR"),
+    "pii_detect": (None, DETECT_SQL_TYPE),
+}
+
+# DuckDB keeps only a borrowed handle to a Python UDF in some paths (a dropped
+# callable can crash the process), so every registered callable stays referenced
+# here, per connection, until it is replaced or unregistered.
+_LIVE_FUNCTIONS: dict[int, dict[str, "_ArrowUDF"]] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+class _ArrowUDF:
+    """One SQL function: an Arrow column of VARCHAR in, an Arrow column out."""
+
+    def __init__(self, sql_name: str, field: str | None, model: Any, options: dict[str, Any]):
+        self.sql_name = sql_name
+        self.field = field
+        self.model = model
+        self.options = options
+
+    def __repr__(self) -> str:
+        return f"pii_frames.duckdb.{self.sql_name}(model={self.model!r}, options={self.options!r})"
+
+    def __call__(self, values: pa.ChunkedArray) -> pa.Array:
+        result = detect_array(values, model=self.model, name=f"argument of {self.sql_name}", **self.options)
+        if isinstance(result, pa.ChunkedArray):
+            result = result.combine_chunks()
+        if self.field is None:
+            return result
+        # struct_field carries the row nulls into the field (NULL in -> NULL out).
+        return pc.struct_field(result, self.field)
+
+
+def register(con: duckdb.DuckDBPyConnection, model: Any = None, **options: Any) -> duckdb.DuckDBPyConnection:
+    """Register ``pii_redact``, ``pii_spans``, ``pii_category`` and ``pii_detect`` on ``con``.
+
+    ``model`` is a checkpoint directory, a model name, a loaded Detector or
+    None (default resolution: ``PII_FRAMES_MODEL``, a local
+    openai/privacy-filter, the embedded model). Keyword options as in the
+    Polars functions: ``policy`` (a Policy or a dict of its arguments),
+    ``output_mode``, ``decode_mode``, ``biases``, ``on_error``, and
+    ``device``/``dtype``/other :func:`pii_frames.load` options. Calling it
+    again replaces the functions (for example with other options). Returns
+    ``con``.
+
+    >>> import duckdb, pii_frames.duckdb
+    >>> con = pii_frames.duckdb.register(duckdb.connect(), output_mode="redacted")  # doctest: +SKIP
+    >>> con.sql("SELECT pii_redact(NULL)").fetchone()  # doctest: +SKIP
+    (None,)
+    """
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        raise TypeError(
+            f"register() needs a duckdb connection (duckdb.connect()), got {type(con).__name__}"
+        )
+    options = {key: value for key, value in options.items() if value is not None}
+    split_options(options)  # a malformed policy fails here, not in the middle of a query
+    functions = {
+        name: _ArrowUDF(name, field, model, options) for name, (field, _sql_type) in FUNCTION_NAMES.items()
+    }
+    with _LIVE_LOCK:
+        for name, (_field, sql_type) in FUNCTION_NAMES.items():
+            _remove_if_present(con, name)
+            con.create_function(
+                name,
+                functions[name],
+                ["VARCHAR"],
+                sql_type,
+                type="arrow",
+                null_handling="special",
+                side_effects=False,
+            )
+        _LIVE_FUNCTIONS[id(con)] = functions
+    return con
+
+
+def unregister(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove the pii_* functions from ``con`` (no error when they are absent).
+
+    >>> import duckdb, pii_frames.duckdb
+    >>> pii_frames.duckdb.unregister(duckdb.connect())
+    """
+    with _LIVE_LOCK:
+        for name in FUNCTION_NAMES:
+            _remove_if_present(con, name)
+        _LIVE_FUNCTIONS.pop(id(con), None)
+
+
+def _remove_if_present(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    try:
+        con.remove_function(name)
+    except duckdb.InvalidInputException:
+        pass  # not registered on this connection yet
