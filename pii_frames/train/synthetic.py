@@ -1,0 +1,885 @@
+"""Synthetic documents with exact PII spans, written in the opf example format.
+
+Every record looks like the examples ``opf eval`` / ``opf train`` read::
+
+    {"text": "...",
+     "spans": {"private_person: Ada Lovelace": [[8, 20]], ...},
+     "info": {"kind": "email", "locale": "en_GB", "template": "email.04", "seed": 123}}
+
+Documents are rendered from hand-written templates (support tickets, chats, emails, HR notes, medical notes,
+invoices, logs with credentials, and PII-free public text as negatives) whose slots are filled with
+:mod:`faker` values for several locales. Offsets are computed while the text is assembled, so
+``text[start:end]`` is always exactly the surface in the span key.
+
+A quarter of the templates of every kind are *held out*: ``generate(..., templates="heldout")`` draws only
+from them, so an evaluation can measure how a model trained on ``templates="train"`` does on phrasings it has
+never seen. Output is deterministic for a given seed (and faker version).
+
+This module depends only on the standard library and faker, so it can be used without the rest of
+pii_frames::
+
+    >>> from pii_frames.train.synthetic import generate
+    >>> record = generate(1, seed=7)[0]
+    >>> all(record["text"][s:e] == key.split(": ", 1)[1]
+    ...     for key, offsets in record["spans"].items() for s, e in offsets)
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import re
+import string
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Callable, Iterable
+
+from faker import Faker
+
+__all__ = [
+    "SPAN_LABELS",
+    "LOCALES",
+    "KINDS",
+    "Template",
+    "template_catalog",
+    "generate",
+    "write_jsonl",
+]
+
+#: The eight span classes of the opf v2 taxonomy, in model order.
+SPAN_LABELS = (
+    "account_number",
+    "private_address",
+    "private_date",
+    "private_email",
+    "private_person",
+    "private_phone",
+    "private_url",
+    "secret",
+)
+
+LOCALES = ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL")
+
+#: Document kinds; they double as the document classes of the embedded model's doc head.
+KINDS = (
+    "support_ticket",
+    "chat",
+    "email",
+    "hr_note",
+    "medical_note",
+    "invoice",
+    "log",
+    "public_text",
+)
+
+_TEMPLATE_SPLITS = ("train", "heldout", "all")
+
+
+@dataclass(frozen=True)
+class Template:
+    """One document template.
+
+    ``text`` holds ``{slot}`` fields (a lowercase slot name plus an optional entity index, e.g. ``{name2}``)
+    and ``<<a|b|c>>`` alternatives (one picked at random; an empty alternative makes a part optional).
+    ``language`` restricts a template to locales of that language (``None``: English text, any locale).
+    """
+
+    template_id: str
+    kind: str
+    text: str
+    language: str | None
+    heldout: bool
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Templates. Within each kind every fourth template (index 3, 7, 11, ...) is held out of training.
+# Identifiers tied to one person (bank accounts, IBANs, cards, national/tax ids, customer, employee, patient
+# and policy numbers) are labelled account_number; ticket, order and invoice numbers are not personal and stay
+# unlabelled, as do log timestamps, request ids, commit hashes, IP addresses and public URLs.
+# --------------------------------------------------------------------------------------------------------------
+
+_RAW_TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
+    "support_ticket": [
+        (None, "Ticket #{ticket}\nCustomer: {name1}\nEmail: {email1}\nPhone: {phone1}\n\n"
+               "Hi, I can't log in since {date}. <<Please reset my password.|Can you help?|Thanks in advance.>>"),
+        (None, "Subject: Refund request for order {order}\n\nHello support, this is {name1}. I was charged twice on "
+               "{date} for order {order}. Please refund to account {iban}. You can call me at {phone1}."),
+        (None, "{name1} ({email1}) reported that the {product} app crashes when uploading files. Last seen {date}. "
+               "<<Assigned to|Escalated to|Handled by>> {name2}."),
+        (None, "Customer {name1} called from {phone1} about a delivery to {addr1}. The parcel was due {date} but "
+               "never arrived. Order {order}, carrier {company}."),
+        (None, "[{ticket}] Priority: high\nReporter: {email1}\nDescription: After upgrading {product} to {version}, "
+               "the dashboard at {url} shows someone else's data. <<Please investigate ASAP.|This looks like a "
+               "privacy issue.|>>"),
+        (None, "Hi team, my name is {name1} and my account number is {account}. I moved to {addr1} last month, "
+               "please update my billing address. <<Best|Thanks|Cheers>>, {first1}"),
+        (None, "Call summary: {first1} {last1} wanted to change the email on file from {email1} to {email2}. "
+               "Verified with date of birth {dob1}."),
+        (None, "Escalation: {name1} says the reset link {url} expired before they could use it. Reach them at "
+               "{phone1} or {email1}."),
+        (None, "Ticket {ticket} closed by {name2}. Resolution: replacement device shipped to {street1}, {city}. "
+               "Customer {name1} confirmed receipt on {date}."),
+        (None, "Complaint from {name1}: \"Someone used my card {card} at {company} on {date}. Please block it "
+               "immediately.\" Callback number: {phone1}."),
+        (None, "Account recovery for {email1}: the caller gave the old password {password} and the phone number "
+               "{phone1}. Identity not confirmed, do not proceed."),
+        (None, "New ticket via web form\nName: {name1}\nCompany: {company}\nMessage: our integration fails with "
+               "401 since {date}. We rotated the key to {apikey} but it still fails."),
+        (None, "Ticket #{ticket}: the export button in {product} {version} does nothing on Safari. Steps to "
+               "reproduce attached. <<No customer data involved.|Workaround: use Chrome.|>>"),
+        (None, "Hello, I am {name1}, customer id {cust}. My new phone number is {phone1} and I would like SMS "
+               "alerts sent there from {date} on."),
+        (None, "Internal note: {first2} verified {name1} by the last transaction on {date}. Card on file {card}, "
+               "shipping address {addr1}."),
+        (None, "Ticket {ticket} reopened. {name1} writes: \"the portal still shows my old address ({addr1}), and "
+               "the link you sent ({url}) gives a 404.\""),
+    ],
+    "chat": [
+        (None, "{first1}: hey, can you send me {first2}'s number?\n{first3}: sure, it's {phone2}\n{first1}: thanks!"),
+        (None, "[{time}] {first1}: my new address is {addr1}\n[{time2}] {first2}: got it, I'll send the invite there"),
+        (None, "{first1}: what's the wifi password?\n{first2}: {password}\n{first1}: <<thx|🙏|thanks!>>"),
+        (None, "{first1}: did you see the email from {name3}?\n{first2}: yes, she wants to meet on {date}. her "
+               "email is {email3} if you need it"),
+        (None, "{first1}: happy birthday!! 🎉 born {dob2}, right?\n{first2}: haha yes, thanks {first1}"),
+        (None, "{first1}: here's the doc link {url}\n{first2}: it asks for access, can you add {email2}?"),
+        (None, "{first1}: I'm at {street1} now, call me on {phone1} when you arrive"),
+        (None, "{first1}: can you wire the money to {iban}?\n{first2}: which name is on the account?\n{first1}: "
+               "{name1}"),
+        (None, "{first1}: the staging token is {token}, don't share it\n{first2}: ok, I'll rotate it after the demo "
+               "on {date}"),
+        (None, "{first1}: anyone know a good {product} tutorial?\n{first2}: {public_url} helped me a lot\n"
+               "{first1}: thanks!"),
+        (None, "{first1}: lunch tomorrow?\n{first2}: can't, dentist at {time}\n{first1}: ok, {weekday} then"),
+        (None, "{first1}: my linkedin is {profile1}, feel free to connect\n{first2}: done! mine is {profile2}"),
+        (None, "{first1}: is {name3} still at {company}?\n{first2}: no, she moved. try {email3} or {phone3}"),
+        (None, "{first1}: meeting moved to {date} {time}\n{first2}: 👍\n{first3}: works for me"),
+        ("de", "{first1}: Hallo {first2}, meine neue Nummer ist {phone1}.\n{first2}: Danke! Schick mir bitte auch "
+               "deine Adresse.\n{first1}: {addr1}"),
+        ("fr", "{first1} : Salut {first2}, tu peux m'envoyer l'adresse mail de {name3} ?\n{first2} : oui, c'est "
+               "{email3}"),
+        ("es", "{first1}: Hola {first2}, mi cumpleaños es el {dob1}.\n{first2}: ¡Genial! Te llamo al {phone1}."),
+        ("it", "{first1}: Ciao {first2}, ecco il mio IBAN: {iban}\n{first2}: Grazie, faccio il bonifico domani."),
+        ("nl", "{first1}: Hoi {first2}, mijn adres is {addr1}.\n{first2}: Top, ik stuur het pakket op {date}."),
+        ("de", "Nachricht von {name1}: Bitte ruf mich unter {phone1} zurück. Das Passwort für das Portal ist "
+               "{password}, bitte nicht weitergeben."),
+    ],
+    "email": [
+        (None, "From: {name1} <{email1}>\nTo: {name2} <{email2}>\nSubject: {subject}\n\nHi {first2},\n\n"
+               "<<Following up on our call|As discussed|Quick update>>: the contract will be signed on {date}. "
+               "Let me know if anything changes.\n\nBest,\n{first1}\n{phone1}"),
+        (None, "Dear {name1},\n\nThank you for your application. We would like to invite you for an interview on "
+               "{date}. Please confirm by replying to {email2}.\n\nKind regards,\n{name2}\n{company}"),
+        (None, "Hi {first1},\n\nyour temporary password is {password}. Please change it after your first login "
+               "at {url}.\n\n{company} IT"),
+        (None, "Hello,\n\nplease update my mailing address to {addr1}. My customer number is {cust}.\n\n"
+               "Thanks,\n{name1}"),
+        (None, "Subject: Invoice {invoice}\n\nDear {name1}, please find attached the invoice for {amount}. Payment "
+               "to {iban} is due on {date}.\n\nRegards, {name2}"),
+        (None, "---------- Forwarded message ---------\nFrom: {email1}\nDate: {date}\nSubject: {subject}\n\n"
+               "{first2}, can you handle this? {first3} is out until {date2}."),
+        (None, "Hi all,\n\nplease welcome {name1} to the {team} team! {first1} joins us from {company} and can be "
+               "reached at {email1} or {phone1}.\n\nCheers,\n{first2}"),
+        (None, "Dear {name1},\n\nwe noticed a sign-in to your account from a new device on {date}. If this wasn't "
+               "you, reset your password here: {url}\n\nThe {company} Security Team"),
+        (None, "Hi {first1}, attached are the slides. The recording is at {url} (passcode {password}). "
+               "Thanks, {first2}"),
+        (None, "{company} newsletter: this month we shipped {product} {version}. Read the release notes at "
+               "{public_url}. You are receiving this because you subscribed to product updates."),
+        (None, "Hi {first1},\n\ncould you send the signed NDA to {name3} at {addr3}? Her direct line is {phone3}."
+               "\n\nThanks!\n{name2}"),
+        (None, "Dear Sir or Madam,\n\nI, {name1}, born on {dob1}, hereby cancel my membership (no. {account}) "
+               "effective {date}.\n\nSincerely,\n{name1}\n{addr1}"),
+        (None, "Hi {first1},\n\nthe quarterly numbers are in the shared folder. Nothing urgent, we can go through "
+               "them on {weekday}.\n\n{first2}"),
+        (None, "To: {email2}\nCc: {email3}\nSubject: {subject}\n\n{first2}, {first3} - I'll be on leave from {date} "
+               "to {date2}. {name1} covers for me ({phone1})."),
+        (None, "Hello {name2},\n\nmy personal site {profile1} lists my portfolio. My home address for the courier is "
+               "{street1}, {city}.\n\nRegards,\n{name1}"),
+        (None, "Your one-time recovery code is {token}. It expires on {date}. If you did not request it, contact "
+               "{email2}."),
+        ("de", "Sehr geehrte Frau {last1},\n\nvielen Dank für Ihre Anfrage vom {date}. Bitte überweisen Sie den "
+               "Betrag auf das Konto {iban}.\n\nMit freundlichen Grüßen\n{name2}"),
+        ("fr", "Bonjour {first1},\n\nvoici mon nouveau numéro : {phone2}. Mon adresse e-mail reste {email2}.\n\n"
+               "Cordialement,\n{name2}"),
+        ("es", "Hola {first1}:\n\nte escribo para confirmar la cita del {date}. Mi dirección es {addr2}.\n\n"
+               "Un saludo,\n{name2}"),
+        ("nl", "Beste {first1},\n\nhierbij mijn gegevens: {name2}, {addr2}, telefoon {phone2}.\n\n"
+               "Met vriendelijke groet,\n{first2}"),
+        ("it", "Gentile {name1},\n\nle confermiamo l'appuntamento del {date}. Per informazioni scriva a {email2}."
+               "\n\nCordiali saluti,\n{name2}"),
+    ],
+    "hr_note": [
+        (None, "Employee: {name1}\nEmployee ID: {emp_id}\nDate of birth: {dob1}\nHome address: {addr1}\n"
+               "Emergency contact: {name2}, {phone2}"),
+        (None, "Performance review for {name1} ({job}), {dept}. {first1} exceeded targets this quarter. "
+               "Manager: {name2}. Next review scheduled for {date}."),
+        (None, "{name1} requested parental leave from {date} to {date2}. Salary continues to {iban}. "
+               "Approved by {name2}."),
+        (None, "Onboarding checklist - {name1}\n- laptop shipped to {addr1}\n- SSN on file: {ssn}\n"
+               "- start date {date}\n- buddy: {name2}"),
+        (None, "Exit interview notes: {first1} {last1} is leaving for {company}. Forwarding email: {email1}. "
+               "Final paycheck to account {account}."),
+        (None, "Confidential: complaint filed on {date} by {name1} against {name2} ({dept}). Investigator: "
+               "{name3}, extension {ext}."),
+        (None, "Payroll change: {name1}, tax ID {ssn}, new bank account {iban}, effective {date}."),
+        (None, "Reference check for candidate {name1}: spoke with former manager {name2} ({phone2}) on {date}. "
+               "Positive feedback overall."),
+        (None, "Team offsite attendance: {first1}, {first2} and {first3} confirmed. Dietary requirements "
+               "collected. Venue: {company} conference center."),
+        (None, "The {dept} department moves to the third floor next month. Desks will be reassigned; no action "
+               "is needed from employees."),
+        (None, "Sick note received from {name1} covering {date} to {date2}. Doctor: Dr. {last2}. Employee "
+               "reachable at {phone1}."),
+        (None, "Relocation package for {name1}: new home address {addr1}, moving date {date}, contact {email1}."),
+        (None, "Candidate {name1} ({email1}, {phone1}) accepted the {job} offer. Start date {date}; background "
+               "check id {emp_id}."),
+        (None, "Reminder: the annual compliance training is due at the end of the month for all {dept} staff."),
+        (None, "Salary adjustment for {first1} {last1} (employee {emp_id}) approved by {name2} on {date}. "
+               "Paid to card account {account}."),
+        (None, "Visa paperwork for {name1}: passport copy received {date}, home address {street1}, {city}, "
+               "personal email {email1}."),
+    ],
+    "medical_note": [
+        (None, "Patient: {name1}\nDOB: {dob1}\nMRN: {mrn}\nVisit date: {date}\n\nChief complaint: {symptom}. "
+               "Prescribed {drug} {dose}. Follow-up in two weeks."),
+        (None, "{name1}, {age}-year-old, presented on {date} with {symptom}. Lives at {addr1}. Next of kin: "
+               "{name2} ({phone2})."),
+        (None, "Discharge summary: {first1} {last1} was admitted {date} and discharged {date2}. Medications: "
+               "{drug}. GP: Dr. {name3}."),
+        (None, "Lab results for patient {name1} (DOB {dob1}) received {date}: values within normal range. "
+               "Results sent to {email1}."),
+        (None, "Appointment reminder: {name1}, you have an appointment with Dr. {last2} on {weekday}, {date} at "
+               "{time}. To reschedule call {phone2}."),
+        (None, "Insurance: {company} policy {policy} for {name1}. Claims portal: {url}."),
+        (None, "Nurse note {time}: patient {first1} reports {symptom}, pain 4/10. Spouse {name2} at bedside."),
+        (None, "Referral: Dr. {name2} refers {name1} (born {dob1}, phone {phone1}) to cardiology for evaluation "
+               "of {symptom}."),
+        (None, "General advice: patients with {symptom} should rest, drink fluids and contact their GP if "
+               "symptoms persist beyond a week."),
+        (None, "Vaccination record: {name1}, {vaccine} dose 2 on {date}, batch {batch}. Address on file: "
+               "{street1}."),
+        (None, "Telehealth session with {first1} {last1} on {date}. Link: {url}. Patient email: {email1}."),
+        (None, "Prescription for {name1}, {addr1}: {drug} {dose}, refills 2. Prescriber: Dr. {name2}."),
+        (None, "Ward round {date}: bed 4, {name1}, stable overnight. Daughter {name2} asked to be called on "
+               "{phone2}."),
+        (None, "Clinic protocol: {drug} {dose} is contraindicated in patients with severe kidney disease."),
+        (None, "MRN {mrn} / {name1} / DOB {dob1}: MRI scheduled for {date}. Insurance id {policy}."),
+        (None, "Patient {first1} {last1} uploaded a photo of the rash to {url} and asks for a call back at "
+               "{phone1}."),
+    ],
+    "invoice": [
+        (None, "INVOICE {invoice}\nDate: {date}\nBill to: {name1}\n{addr1}\n\nItem: {product} x{qty}  {amount}\n"
+               "Total due: {amount2}\n\nPay to IBAN {iban}"),
+        (None, "Receipt #{invoice} - {company}\nCustomer: {name1} ({email1})\nPaid {amount} with card {card} on "
+               "{date}."),
+        (None, "Statement for account {account}\nAccount holder: {name1}\nPeriod: {date} - {date2}\n"
+               "Balance: {amount}"),
+        (None, "Payment reminder: invoice {invoice} for {amount} was due on {date}. Please transfer to {iban}. "
+               "Questions? Contact {name2} at {email2}."),
+        (None, "Order {order} shipped to {name1}, {addr1}. Contact phone: {phone1}. Subtotal {amount}."),
+        (None, "Bank transfer details\nBeneficiary: {name1}\nIBAN: {iban}\nReference: {invoice}\nAmount: {amount}"),
+        (None, "{company} price list {version}\n{product}: {amount}\n{product2}: {amount2}\nPrices exclude VAT."),
+        (None, "Credit note {invoice} issued to {name1} on {date}. Refund of {amount} credited to card {card}."),
+        (None, "Purchase order from {company}: {qty} units of {product}, deliver to {street1}, {city} by {date}. "
+               "Buyer: {name1}, {phone1}."),
+        (None, "Subscription renewal for {email1}: plan Pro, {amount}/month, next billing date {date}, customer "
+               "account {account}."),
+        (None, "Direct debit mandate: I, {name1}, authorise {company} to debit account {iban}. Signed {date}."),
+        (None, "Utility bill for {addr1}, account {account}: {amount} due {date}."),
+        (None, "Quote {invoice}: {qty} x {product} at {amount} each. Valid for 30 days. Shipping not included."),
+        (None, "Payment received from {name1} ({email1}) on {date}: {amount}, card {card}. Thank you!"),
+        (None, "Expense claim by {name1}: taxi {amount}, hotel {amount2}. Reimburse to {iban} before {date}."),
+        (None, "Late fee notice for customer {cust}: {name1}, {addr1}. Outstanding {amount} since {date}."),
+    ],
+    "log": [
+        (None, "{ts} INFO auth: user {email1} logged in from {ip}"),
+        (None, "{ts} ERROR db: connection failed: postgres://app:{password}@{host}:5432/prod"),
+        (None, "export OPENAI_API_KEY={apikey}\nexport AWS_REGION=eu-west-1"),
+        (None, "{ts} WARN api: request {uuid} rejected, invalid token \"{token}\" for user {email1}"),
+        (None, "config.yaml:\n  database:\n    user: svc_app\n    password: {password}\n  smtp:\n    host: {host}\n"
+               "    api_key: {apikey}"),
+        (None, "{ts} DEBUG http: GET {url} 200 {ms}ms"),
+        (None, "curl -H \"Authorization: Bearer {token}\" https://api.{domain}/v1/users/me"),
+        (None, "{ts} INFO billing: charged card {card} for customer {name1} (id {cust})"),
+        (None, "{ts} INFO deploy: {service} {version} rolled out to {n} pods in {duration}s (commit {sha})"),
+        (None, "{ts} ERROR worker: job {uuid} failed after 3 retries: TimeoutError"),
+        (None, "AWS_ACCESS_KEY_ID={aws_id}\nAWS_SECRET_ACCESS_KEY={aws_secret}"),
+        (None, "{\"ts\": \"{ts}\", \"level\": \"info\", \"msg\": \"password reset requested\", \"email\": \"{email1}\", "
+               "\"reset_url\": \"{url}\"}"),
+        (None, "{ts} INFO sms: verification code sent to {phone1}"),
+        (None, "{ts} INFO slack: posting with SLACK_BOT_TOKEN={slack}"),
+        (None, "git remote set-url origin https://oauth2:{token}@gitlab.{domain}/platform/{service}.git"),
+        (None, "{ts} WARN login: 5 failed attempts for {email1} from {ip}; last password tried \"{password}\""),
+        (None, "{ts} INFO cache: evicted {n} keys in {ms}ms, hit ratio 0.{n2}"),
+        (None, "{ts} INFO user.update id={cust} name=\"{name1}\" phone=\"{phone1}\" address=\"{addr1}\""),
+        (None, "STRIPE_SECRET_KEY={apikey}\nDATABASE_URL=postgres://svc:{password}@{host}/billing"),
+        (None, "{ts} ERROR mailer: bounce for {email1} (550 mailbox unavailable), profile {profile1}"),
+    ],
+    "public_text": [
+        (None, "{company} today announced {product} {version}, which adds offline mode and faster sync. The update "
+               "is available at {public_url}."),
+        (None, "Installation: run `pip install {package}` and import it in your script. See {public_url} for the "
+               "full documentation."),
+        (None, "The weather in {city} will be mild this week, with highs around {temp} degrees and light rain on "
+               "{weekday}."),
+        (None, "Recipe: mix 200 g flour, 2 eggs and 300 ml milk. Let the batter rest for 30 minutes, then fry thin "
+               "pancakes."),
+        (None, "Release notes {version}: fixed a crash when opening large files; improved startup time by {pct}%; "
+               "updated translations."),
+        (None, "Our office hours are Monday to Friday, 9:00 to 17:00. For general questions, visit {public_url}."),
+        (None, "{company} reported revenue growth of {pct}% in the last quarter, driven by demand for {product}."),
+        (None, "Tip: use keyboard shortcuts to speed up your workflow. Press Ctrl+K to open the command palette in "
+               "{product}."),
+        (None, "The {city} public library hosts a free workshop on data literacy. Registration opens next week."),
+        (None, "Error codes: 401 means the request lacks valid credentials; 403 means the credentials are valid "
+               "but not sufficient."),
+        (None, "Benchmark: {product} processed {n} rows per second on a laptop, {pct}% faster than the previous "
+               "version."),
+        (None, "How to rotate API keys: open the settings page, create a new key, update your deployments, then "
+               "revoke the old key."),
+        (None, "The museum in {city} is open daily except {weekday}. Tickets cost {amount}; children enter free."),
+        (None, "Changelog: {service} now retries failed uploads up to {n} times. See {public_url} for details."),
+        (None, "A strong password is long and unique. Password managers make it easy to use a different one for "
+               "every site."),
+        (None, "Train services between {city} and {city2} are reduced on {weekday} because of track maintenance."),
+    ],
+}
+
+
+def _build_catalog() -> tuple[Template, ...]:
+    catalog = []
+    for kind in KINDS:
+        for index, (language, text) in enumerate(_RAW_TEMPLATES[kind]):
+            catalog.append(Template(f"{kind}.{index:02d}", kind, text, language, heldout=index % 4 == 3))
+    return tuple(catalog)
+
+
+_CATALOG = _build_catalog()
+
+
+def template_catalog(*, split: str = "all") -> tuple[Template, ...]:
+    """All templates of one split (``"train"``, ``"heldout"`` or ``"all"``).
+
+    >>> from pii_frames.train.synthetic import template_catalog
+    >>> ids = {t.template_id for t in template_catalog(split="heldout")}
+    >>> "email.03" in ids and "email.02" not in ids
+    True
+    """
+    if split not in _TEMPLATE_SPLITS:
+        raise ValueError(f"templates must be one of {_TEMPLATE_SPLITS}, got {split!r}")
+    if split == "all":
+        return _CATALOG
+    return tuple(t for t in _CATALOG if t.heldout == (split == "heldout"))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Slot values
+# --------------------------------------------------------------------------------------------------------------
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_SYLLABLES = ("qu", "in", "dle", "ed", "gar", "al", "an", "ma", "ri", "ko", "vel", "thra", "sen", "lo", "wick",
+              "ton", "ber", "ly", "nix", "tes", "or", "ra", "fen", "mo", "zu", "bel", "dra", "kin", "ash", "ver")
+_GENERIC_EMAIL_DOMAINS = ("example.com", "example.org", "mail.com", "proton.me", "outlook.com", "gmail.com",
+                          "openai.com", "company.io", "corp.example.net")
+_PUBLIC_URLS = ("https://docs.python.org/3/library/json.html", "https://en.wikipedia.org/wiki/Data_protection",
+                "https://github.com/pola-rs/polars", "https://duckdb.org/docs/sql/introduction",
+                "https://pandas.pydata.org/docs/", "https://www.w3.org/TR/html52/",
+                "https://developer.mozilla.org/en-US/docs/Web/HTTP/Status",
+                "https://arrow.apache.org/docs/python/", "https://pytorch.org/get-started/locally/",
+                "https://www.gov.uk/bank-holidays", "https://europa.eu/youreurope/")
+_PRODUCTS = ("Atlas", "Nimbus Sync", "DataPilot", "Ledgerly", "Orbit CRM", "PixelForge", "QuickShip",
+             "StreamDeck Pro", "Helios Analytics", "Tandem Notes", "Vault Drive", "Beacon")
+_SERVICES = ("checkout-api", "auth-service", "billing-worker", "search-indexer", "gateway", "notifier")
+_PACKAGES = ("polars", "duckdb", "requests", "numpy", "rich", "tqdm", "pyarrow")
+_SUBJECTS = ("Q3 planning", "Contract renewal", "Re: your request", "Meeting notes", "Budget update",
+             "Project kickoff", "Follow-up", "Travel arrangements", "Onboarding", "Access request")
+_DEPTS = ("Finance", "Engineering", "Sales", "Marketing", "Customer Success", "Legal", "Operations", "Research")
+_TEAMS = ("data platform", "mobile", "payments", "growth", "security", "design")
+_SYMPTOMS = ("chest pain", "persistent cough", "migraine", "shortness of breath", "lower back pain", "fever",
+             "dizziness", "abdominal pain", "a skin rash", "fatigue")
+_DRUGS = ("amoxicillin", "ibuprofen", "metformin", "lisinopril", "atorvastatin", "omeprazole", "salbutamol",
+          "sertraline")
+_DOSES = ("500 mg twice daily", "200 mg as needed", "10 mg once daily", "20 mg at night", "2 puffs as needed")
+_VACCINES = ("influenza", "hepatitis B", "tetanus", "MMR", "COVID-19")
+_LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
+_PASS_WORDS = ("privacy", "filter", "sunset", "dragon", "harbor", "violet", "coffee", "rocket", "maple",
+               "winter", "falcon", "garden", "silver", "thunder", "pepper", "orbit")
+
+
+def _alnum(rng: random.Random, n: int, alphabet: str = string.ascii_letters + string.digits) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def _digits(rng: random.Random, n: int) -> str:
+    return str(rng.randint(1, 9)) + "".join(rng.choice(string.digits) for _ in range(n - 1))
+
+
+def _ascii_slug(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text.replace("ß", "ss"))
+    return re.sub(r"[^a-z0-9]", "", folded.encode("ascii", "ignore").decode().lower())
+
+
+@dataclass
+class _Persona:
+    first: str
+    last: str
+    full: str
+    email: str
+    phone: str
+    address: str
+    street: str
+    dob: str
+    profile: str
+
+
+class _RenderContext:
+    """Random sources for one record: a seeded faker for the locale plus a seeded stdlib RNG."""
+
+    def __init__(self, fake: Faker, rng: random.Random, locale: str, language: str | None):
+        self.fake = fake
+        self.rng = rng
+        self.locale = locale
+        self.english = language is None
+        self._personas: dict[int, _Persona] = {}
+
+    # -- people --------------------------------------------------------------------------------------------
+    def persona(self, index: int) -> _Persona:
+        if index not in self._personas:
+            self._personas[index] = self._new_persona()
+        return self._personas[index]
+
+    def _invented_name(self) -> str:
+        parts = self.rng.randint(2, 3)
+        return "".join(self.rng.choice(_SYLLABLES) for _ in range(parts)).capitalize()
+
+    def _new_persona(self) -> _Persona:
+        rng, fake = self.rng, self.fake
+        # Some names are invented so the model learns to rely on context, not on a list of known names.
+        if rng.random() < 0.15:
+            first, last = self._invented_name(), self._invented_name()
+        else:
+            first, last = fake.first_name(), fake.last_name()
+        full = f"{first} {rng.choice(string.ascii_uppercase)}. {last}" if rng.random() < 0.08 else f"{first} {last}"
+        first_slug, last_slug = _ascii_slug(first) or "user", _ascii_slug(last) or "name"
+        local = rng.choice((f"{first_slug}.{last_slug}", f"{first_slug[0]}.{last_slug}", f"{first_slug}{last_slug}",
+                            f"{first_slug}_{last_slug}", f"{first_slug}{rng.randint(1, 99)}",
+                            f"{last_slug}.{first_slug}"))
+        domain = rng.choice((fake.free_email_domain(), fake.domain_name(), rng.choice(_GENERIC_EMAIL_DOMAINS)))
+        email = fake.email() if rng.random() < 0.2 else f"{local}@{domain}"
+        handle = rng.choice((f"{first_slug}{last_slug}", f"{first_slug}-{last_slug}", f"{first_slug[0]}{last_slug}"))
+        profile = rng.choice((
+            f"https://www.linkedin.com/in/{first_slug}-{last_slug}-{_alnum(rng, 4, '0123456789abcdef')}",
+            f"https://github.com/{handle}",
+            f"https://twitter.com/{handle}",
+            f"https://{handle}.{rng.choice(('dev', 'me', 'net', 'com'))}",
+            f"https://www.instagram.com/{handle}/",
+            f"https://{handle}.github.io/portfolio",
+        ))
+        street = self._street()
+        return _Persona(first=first, last=last, full=full, email=email, phone=self.phone(),
+                        address=self._address(street), street=street,
+                        dob=self.format_date(self._random_date(1940, 2006)), profile=profile)
+
+    # -- contact data --------------------------------------------------------------------------------------
+    def phone(self) -> str:
+        rng = self.rng
+        if rng.random() < 0.6:
+            return self.fake.phone_number()
+        area, mid, tail = rng.randint(201, 989), rng.randint(200, 999), rng.randint(0, 9999)
+        return rng.choice((f"({area}) {mid}-{tail:04d}", f"+1 {area} {mid}-{tail:04d}", f"{area}-{mid}-{tail:04d}",
+                           f"+1 ({area}) {mid} {tail:04d}", f"+44 7700 9{rng.randint(0, 99999):05d}",
+                           f"+49 30 {rng.randint(1000000, 9999999)}", f"+33 6 {rng.randint(10, 99)} "
+                           f"{rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)}"))
+
+    def _street(self) -> str:
+        if self.rng.random() < 0.15 and self.english:
+            return (f"{self.rng.randint(1, 9999)} {self.rng.choice(('Beautiful', 'Maple', 'Cedar', 'Nowhere', 'Oak', 'Harbor'))} "
+                    f"{self.rng.choice(('Court', 'Lane', 'Street', 'Avenue', 'Road', 'Drive', 'Way'))}")
+        return _clean_spaces(self.fake.street_address())
+
+    def _address(self, street: str) -> str:
+        if self.rng.random() < 0.5:
+            return _clean_spaces(self.fake.address().replace("\n", ", "))
+        return f"{street}, {self.fake.postcode()} {self.fake.city()}" if not self.locale.startswith("en") \
+            else f"{street}, {self.fake.city()}"
+
+    # -- dates ---------------------------------------------------------------------------------------------
+    def _random_date(self, first_year: int, last_year: int) -> date:
+        start = date(first_year, 1, 1)
+        return start + timedelta(days=self.rng.randrange((date(last_year, 12, 31) - start).days))
+
+    def format_date(self, day: date) -> str:
+        numeric = (f"{day:%Y-%m-%d}", f"{day:%d/%m/%Y}", f"{day.month}/{day.day}/{day.year}", f"{day:%d.%m.%Y}",
+                   f"{day.month}/{day.day}", f"{day:%d-%m-%Y}")
+        if not self.english:
+            return self.rng.choice(numeric)
+        month = _MONTHS[day.month - 1]
+        worded = (f"{month} {day.day}, {day.year}", f"{day.day} {month} {day.year}", f"{month[:3]} {day.day}",
+                  f"{month} {day.day}", f"{day.day} {month[:3]} {day.year}", f"{_ordinal(day.day)} of {month}")
+        return self.rng.choice(numeric + worded)
+
+    def date(self) -> str:
+        return self.format_date(self._random_date(2015, 2030))
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _clean_spaces(text: str) -> str:
+    return re.sub(r"\s+,", ",", re.sub(r"[ \t]+", " ", text)).strip()
+
+
+# -- secrets -------------------------------------------------------------------------------------------------
+
+def _api_key(rng: random.Random) -> str:
+    return rng.choice((
+        lambda: "sk-" + _alnum(rng, rng.randint(20, 48)),
+        lambda: "sk-proj-" + _alnum(rng, rng.randint(24, 40)),
+        lambda: f"sk-{rng.choice(('test', 'live'))}-" + _alnum(rng, rng.randint(6, 24)),
+        lambda: f"{rng.choice(('sk', 'pk', 'rk'))}_{rng.choice(('live', 'test'))}_" + _alnum(rng, 24),
+        lambda: "ghp_" + _alnum(rng, 36),
+        lambda: "github_pat_" + _alnum(rng, 22) + "_" + _alnum(rng, 30),
+        lambda: "AIza" + _alnum(rng, 35, string.ascii_letters + string.digits + "-_"),
+        lambda: "glpat-" + _alnum(rng, 20),
+        lambda: _alnum(rng, 32, "0123456789abcdef"),
+    ))()
+
+
+def _aws_id(rng: random.Random) -> str:
+    return "AKIA" + _alnum(rng, 16, string.ascii_uppercase + string.digits)
+
+
+def _aws_secret(rng: random.Random) -> str:
+    return _alnum(rng, 40, string.ascii_letters + string.digits + "/+")
+
+
+def _slack_token(rng: random.Random) -> str:
+    return f"xox{rng.choice('bpa')}-{_digits(rng, 12)}-{_digits(rng, 13)}-{_alnum(rng, 24)}"
+
+
+def _b64url(rng: random.Random, n_bytes: int) -> str:
+    return base64.urlsafe_b64encode(rng.randbytes(n_bytes)).decode().rstrip("=")
+
+
+def _token(rng: random.Random) -> str:
+    return rng.choice((
+        lambda: "eyJ" + _b64url(rng, 24) + "." + _b64url(rng, rng.randint(30, 60)) + "." + _b64url(rng, 32),
+        lambda: _alnum(rng, rng.choice((32, 40, 64)), "0123456789abcdef"),
+        lambda: _b64url(rng, rng.randint(18, 33)),
+        lambda: _slack_token(rng),
+        lambda: "ya29." + _alnum(rng, 40, string.ascii_letters + string.digits + "-_"),
+        lambda: _alnum(rng, 8, string.ascii_uppercase + string.digits),
+    ))()
+
+
+def _password(ctx: _RenderContext) -> str:
+    rng = ctx.rng
+    if rng.random() < 0.4:
+        return ctx.fake.password(length=rng.randint(8, 16), special_chars=rng.random() < 0.7)
+    if rng.random() < 0.5:
+        return _passphrase(rng)
+    word = rng.choice(_PASS_WORDS).capitalize()
+    return word + rng.choice(("!", "#", "$", "@", "")) + str(rng.randint(1, 9999)) + rng.choice(("", "!", "?"))
+
+
+def _passphrase(rng: random.Random) -> str:
+    words = [rng.choice(_PASS_WORDS) for _ in range(rng.randint(2, 3))]
+    leet = ["".join(_LEET.get(c, c) if rng.random() < 0.35 else c for c in w).capitalize() for w in words]
+    return rng.choice(("-", "_", "", ".")).join(leet) + rng.choice(("", f"-{rng.randint(2019, 2030)}",
+                                                                    str(rng.randint(1, 99))))
+
+
+def _secret(ctx: _RenderContext) -> str:
+    return ctx.rng.choice((_api_key, _token, _aws_secret, lambda rng: _password(ctx), _passphrase))(ctx.rng)
+
+
+# -- identifiers ---------------------------------------------------------------------------------------------
+
+def _account(ctx: _RenderContext) -> str:
+    rng = ctx.rng
+    return rng.choice((
+        lambda: _digits(rng, rng.choice((8, 10, 12, 16, 20))),
+        lambda: ctx.fake.bban(),
+        lambda: f"{_digits(rng, 4)}-{_digits(rng, 4)}-{_digits(rng, 4)}",
+        lambda: f"{rng.choice(('ACC', 'CUST', 'AC'))}-{_digits(rng, rng.randint(6, 10))}",
+    ))()
+
+
+def _iban(ctx: _RenderContext) -> str:
+    iban = ctx.fake.iban()
+    if ctx.rng.random() < 0.4:
+        return " ".join(iban[i:i + 4] for i in range(0, len(iban), 4))
+    return iban
+
+
+def _card(ctx: _RenderContext) -> str:
+    number = ctx.fake.credit_card_number()
+    if ctx.rng.random() < 0.5 and len(number) == 16:
+        return ctx.rng.choice((" ", "-")).join(number[i:i + 4] for i in range(0, 16, 4))
+    return number
+
+
+def _national_id(ctx: _RenderContext) -> str:
+    rng = ctx.rng
+    if ctx.locale == "en_US" or rng.random() < 0.3:
+        return f"{rng.randint(100, 899)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}"
+    return ctx.fake.ssn()
+
+
+def _private_url(ctx: _RenderContext) -> str:
+    rng, fake = ctx.rng, ctx.fake
+    domain = rng.choice((fake.domain_name(), "example.org", "example.com"))
+    return rng.choice((
+        lambda: f"https://{rng.choice(('portal', 'account', 'id', 'login'))}.{domain}/reset?token={_alnum(rng, rng.randint(6, 24))}",
+        lambda: f"https://drive.{domain}/file/d/{_b64url(rng, 18)}/view",
+        lambda: f"https://docs.google.com/document/d/{_b64url(rng, 30)}/edit",
+        lambda: f"https://zoom.us/j/{_digits(rng, 10)}?pwd={_alnum(rng, 20)}",
+        lambda: f"https://{domain}/users/{_digits(rng, 6)}/invoices",
+        lambda: f"https://app.{domain}/share/{_alnum(rng, 12)}",
+        lambda: f"https://{domain}/verify?email={_ascii_slug(fake.first_name())}%40{fake.free_email_domain()}",
+        lambda: ctx.persona(9).profile,
+        lambda: f"http://{domain}/~{_ascii_slug(fake.last_name())}/cv.pdf",
+    ))()
+
+
+SlotFunction = Callable[[_RenderContext, int], tuple[str, "str | None"]]
+
+
+def _persona_slot(field: str, label: str) -> SlotFunction:
+    return lambda ctx, index: (getattr(ctx.persona(index), field), label)
+
+
+def _plain(label: str | None, make: Callable[[_RenderContext], str]) -> SlotFunction:
+    return lambda ctx, index: (make(ctx), label)
+
+
+def _timestamp(ctx: _RenderContext) -> str:
+    moment = datetime(2024, 1, 1) + timedelta(seconds=ctx.rng.randrange(3 * 365 * 86400))
+    return ctx.rng.choice((f"{moment:%Y-%m-%dT%H:%M:%S}Z", f"{moment:%Y-%m-%d %H:%M:%S},{ctx.rng.randint(0, 999):03d}",
+                           f"{moment:%b %d %H:%M:%S}", f"[{moment:%H:%M:%S}.{ctx.rng.randint(0, 999):03d}]"))
+
+
+def _amount(ctx: _RenderContext) -> str:
+    value = ctx.rng.randint(5, 5000) + ctx.rng.randint(0, 99) / 100
+    return ctx.rng.choice((f"${value:,.2f}", f"€{value:.2f}", f"{value:.2f} EUR", f"£{value:,.2f}"))
+
+
+def _public_url(ctx: _RenderContext) -> str:
+    if ctx.rng.random() < 0.3:
+        return f"https://www.{ctx.fake.domain_name()}/{ctx.rng.choice(('pricing', 'docs', 'blog', 'about', 'status'))}"
+    return ctx.rng.choice(_PUBLIC_URLS)
+
+
+_SLOTS: dict[str, SlotFunction] = {
+    # personal data
+    "name": _persona_slot("full", "private_person"),
+    "first": _persona_slot("first", "private_person"),
+    "last": _persona_slot("last", "private_person"),
+    "email": _persona_slot("email", "private_email"),
+    "phone": _persona_slot("phone", "private_phone"),
+    "addr": _persona_slot("address", "private_address"),
+    "street": _persona_slot("street", "private_address"),
+    "dob": _persona_slot("dob", "private_date"),
+    "profile": _persona_slot("profile", "private_url"),
+    "date": _plain("private_date", lambda ctx: ctx.date()),
+    "url": _plain("private_url", _private_url),
+    "account": _plain("account_number", _account),
+    "iban": _plain("account_number", _iban),
+    "card": _plain("account_number", _card),
+    "ssn": _plain("account_number", _national_id),
+    "cust": _plain("account_number", lambda ctx: ctx.rng.choice(("C", "CUST-", "")) + _digits(ctx.rng, 7)),
+    "emp_id": _plain("account_number", lambda ctx: f"EMP-{_digits(ctx.rng, 5)}"),
+    "mrn": _plain("account_number", lambda ctx: _digits(ctx.rng, 8)),
+    "policy": _plain("account_number", lambda ctx: f"{ctx.rng.choice(('POL', 'HI', 'INS'))}-{_digits(ctx.rng, 9)}"),
+    "secret": _plain("secret", _secret),
+    "apikey": _plain("secret", lambda ctx: _api_key(ctx.rng)),
+    "password": _plain("secret", _password),
+    "token": _plain("secret", lambda ctx: _token(ctx.rng)),
+    "aws_id": _plain("secret", lambda ctx: _aws_id(ctx.rng)),
+    "aws_secret": _plain("secret", lambda ctx: _aws_secret(ctx.rng)),
+    "slack": _plain("secret", lambda ctx: _slack_token(ctx.rng)),
+    # context that is not personal data
+    "company": _plain(None, lambda ctx: ctx.fake.company()),
+    "product": _plain(None, lambda ctx: ctx.rng.choice(_PRODUCTS)),
+    "service": _plain(None, lambda ctx: ctx.rng.choice(_SERVICES)),
+    "package": _plain(None, lambda ctx: ctx.rng.choice(_PACKAGES)),
+    "subject": _plain(None, lambda ctx: ctx.rng.choice(_SUBJECTS)),
+    "dept": _plain(None, lambda ctx: ctx.rng.choice(_DEPTS)),
+    "team": _plain(None, lambda ctx: ctx.rng.choice(_TEAMS)),
+    "job": _plain(None, lambda ctx: ctx.fake.job()),
+    "city": _plain(None, lambda ctx: ctx.fake.city()),
+    "weekday": _plain(None, lambda ctx: ctx.rng.choice(_WEEKDAYS)),
+    "time": _plain(None, lambda ctx: f"{ctx.rng.randint(7, 19)}:{ctx.rng.choice(('00', '15', '30', '45'))}"),
+    "ts": _plain(None, _timestamp),
+    "ticket": _plain(None, lambda ctx: ctx.rng.choice(("", "TCK-", "SR-", "INC")) + _digits(ctx.rng, 6)),
+    "order": _plain(None, lambda ctx: ctx.rng.choice(("#", "ORD-", "")) + _digits(ctx.rng, 7)),
+    "invoice": _plain(None, lambda ctx: f"INV-{ctx.rng.randint(2019, 2026)}-{_digits(ctx.rng, 5)}"),
+    "version": _plain(None, lambda ctx: f"{ctx.rng.randint(1, 9)}.{ctx.rng.randint(0, 30)}.{ctx.rng.randint(0, 9)}"),
+    "amount": _plain(None, _amount),
+    "qty": _plain(None, lambda ctx: str(ctx.rng.randint(1, 500))),
+    "n": _plain(None, lambda ctx: str(ctx.rng.randint(2, 90000))),
+    "ms": _plain(None, lambda ctx: str(ctx.rng.randint(2, 2500))),
+    "duration": _plain(None, lambda ctx: str(ctx.rng.randint(10, 900))),
+    "pct": _plain(None, lambda ctx: str(ctx.rng.randint(2, 80))),
+    "temp": _plain(None, lambda ctx: str(ctx.rng.randint(8, 31))),
+    "age": _plain(None, lambda ctx: str(ctx.rng.randint(19, 94))),
+    "ext": _plain(None, lambda ctx: str(ctx.rng.randint(100, 9999))),
+    "uuid": _plain(None, lambda ctx: str(ctx.fake.uuid4())),
+    "sha": _plain(None, lambda ctx: ctx.fake.sha1()[: ctx.rng.choice((7, 12, 40))]),
+    "ip": _plain(None, lambda ctx: ctx.fake.ipv4() if ctx.rng.random() < 0.8 else ctx.fake.ipv6()),
+    "host": _plain(None, lambda ctx: f"{ctx.rng.choice(('db', 'mail', 'smtp', 'pg'))}-{ctx.rng.randint(1, 9)}."
+                                     f"{ctx.rng.choice(('internal', 'prod.local', 'svc.cluster.local'))}"),
+    "domain": _plain(None, lambda ctx: ctx.fake.domain_name()),
+    "public_url": _plain(None, _public_url),
+    "symptom": _plain(None, lambda ctx: ctx.rng.choice(_SYMPTOMS)),
+    "drug": _plain(None, lambda ctx: ctx.rng.choice(_DRUGS)),
+    "dose": _plain(None, lambda ctx: ctx.rng.choice(_DOSES)),
+    "vaccine": _plain(None, lambda ctx: ctx.rng.choice(_VACCINES)),
+    "batch": _plain(None, lambda ctx: f"{ctx.rng.choice(string.ascii_uppercase)}{_digits(ctx.rng, 5)}"),
+}
+
+_CHOICE_PATTERN = re.compile(r"<<(.*?)>>", re.S)
+_SLOT_PATTERN = re.compile(r"\{([a-z_]+?)(\d?)\}")
+
+
+def _check_catalog() -> None:
+    # Fail at import time, not in the middle of a long generation run, if a template names an unknown slot.
+    for template in _CATALOG:
+        for name, _ in _SLOT_PATTERN.findall(template.text):
+            if name not in _SLOTS:
+                raise RuntimeError(f"template {template.template_id} uses unknown slot {{{name}}}")
+
+
+_check_catalog()
+
+
+def _render(template: Template, ctx: _RenderContext) -> tuple[str, dict[str, list[list[int]]]]:
+    text = _CHOICE_PATTERN.sub(lambda m: ctx.rng.choice(m.group(1).split("|")), template.text)
+    pieces: list[str] = []
+    spans: dict[str, list[list[int]]] = {}
+    filled: dict[tuple[str, int], tuple[str, str | None]] = {}
+    cursor = 0
+    length = 0
+    for match in _SLOT_PATTERN.finditer(text):
+        literal = text[cursor:match.start()]
+        pieces.append(literal)
+        length += len(literal)
+        name, index = match.group(1), int(match.group(2) or 1)
+        if (name, index) not in filled:
+            surface, label = _SLOTS[name](ctx, index)
+            filled[(name, index)] = (surface.strip(), label)
+        surface, label = filled[(name, index)]
+        if label is not None and surface:
+            spans.setdefault(f"{label}: {surface}", []).append([length, length + len(surface)])
+        pieces.append(surface)
+        length += len(surface)
+        cursor = match.end()
+    pieces.append(text[cursor:])
+    return "".join(pieces), spans
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------------------------
+
+def generate(
+    n: int,
+    *,
+    seed: int = 0,
+    locales: Iterable[str] | None = None,
+    kinds: Iterable[str] | None = None,
+    templates: str = "train",
+) -> list[dict]:
+    """Generate ``n`` synthetic records in the opf example format.
+
+    Args:
+        n: number of records.
+        seed: makes the output reproducible; the same arguments always give the same records.
+        locales: faker locales to draw from (default: :data:`LOCALES`).
+        kinds: document kinds to draw from (default: :data:`KINDS`, including PII-free ``public_text``).
+        templates: ``"train"`` (templates used for training), ``"heldout"`` (templates reserved for
+            evaluation) or ``"all"``.
+
+    Returns:
+        A list of dicts ``{"text", "spans", "info": {"id", "kind", "locale", "template", "seed"}}``.
+
+    >>> from pii_frames.train.synthetic import generate
+    >>> records = generate(3, seed=1, kinds=["log"], templates="heldout")
+    >>> [r["info"]["kind"] for r in records]
+    ['log', 'log', 'log']
+    >>> generate(3, seed=1) == generate(3, seed=1)
+    True
+    """
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    locales = tuple(locales) if locales is not None else LOCALES
+    kinds = tuple(kinds) if kinds is not None else KINDS
+    unknown_locales = [loc for loc in locales if loc not in LOCALES]
+    if unknown_locales or not locales:
+        raise ValueError(f"unknown or empty locales {unknown_locales or locales!r}; choose from {LOCALES}")
+    unknown_kinds = [kind for kind in kinds if kind not in KINDS]
+    if unknown_kinds or not kinds:
+        raise ValueError(f"unknown or empty kinds {unknown_kinds or kinds!r}; choose from {KINDS}")
+    pool = template_catalog(split=templates)
+
+    # Candidate templates per (kind, locale): English ones everywhere plus those written in the locale's language.
+    candidates: dict[tuple[str, str], list[Template]] = {}
+    for kind in kinds:
+        for locale in locales:
+            language = locale.split("_")[0]
+            candidates[(kind, locale)] = [t for t in pool if t.kind == kind and t.language in (None, language)]
+    fakers = {locale: Faker(locale) for locale in locales}
+    rng = random.Random(seed)
+    records = []
+    for position in range(n):
+        kind, locale = rng.choice(kinds), rng.choice(locales)
+        options = candidates[(kind, locale)] or [t for t in pool if t.kind == kind]
+        if not options:
+            raise ValueError(f"no {templates!r} templates for kind {kind!r}")
+        template = rng.choice(options)
+        record_seed = rng.getrandbits(32)
+        fake = fakers[locale]
+        fake.seed_instance(record_seed)
+        ctx = _RenderContext(fake, random.Random(record_seed), locale, template.language)
+        text, spans = _render(template, ctx)
+        records.append({
+            "text": text,
+            "spans": spans,
+            "info": {"id": f"synthetic-{seed}-{position}", "kind": kind, "locale": locale,
+                     "template": template.template_id, "seed": record_seed},
+        })
+    return records
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> Path:
+    """Write records as JSON lines, atomically (a reader never sees a half-written file).
+
+    >>> import tempfile, pathlib
+    >>> from pii_frames.train.synthetic import generate, write_jsonl
+    >>> out = write_jsonl(pathlib.Path(tempfile.mkdtemp()) / "synth.jsonl", generate(2, seed=3))
+    >>> len(out.read_text(encoding="utf-8").splitlines())
+    2
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False))
+                out.write("\n")
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target
