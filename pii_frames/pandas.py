@@ -1,0 +1,171 @@
+"""A ``.pii`` accessor on pandas Series: ``s.pii.redact()``, ``.spans()``, ``.category()``, ``.detect()``.
+
+Importing this module registers the accessor::
+
+    >>> import pandas as pd, pii_frames.pandas
+    >>> s = pd.Series(["Mail anna@example.com", None], index=["a", "b"], name="body")
+    >>> s.pii.redact()  # doctest: +SKIP
+    a    Mail <PRIVATE_EMAIL>
+    b                     NaN
+    Name: body, dtype: str
+
+Text columns of every flavour work: pandas 3's default ``str`` dtype,
+``string`` (python or pyarrow storage), ``ArrowDtype`` string types,
+categoricals of strings and ``object`` columns holding ``str`` and missing
+values. The index and name are kept and missing values stay missing (with
+the column's own missing marker). Text outputs keep the input's dtype
+(categoricals give ``str``); spans come back as an ``ArrowDtype``
+``list<struct<label, start, end, text, score>>``.
+
+The series goes to the engine as one Arrow array, so identical values are
+detected once and the model batches the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pii_frames.arrow import SPANS_TYPE, as_text_array, detect_array
+
+__all__ = ["PiiSeriesAccessor"]
+
+
+def _describe(series: pd.Series) -> str:
+    return f"column {series.name!r}" if series.name is not None else "the series"
+
+
+def _is_text_dtype(dtype: Any) -> bool:
+    if isinstance(dtype, pd.StringDtype) or dtype == object:
+        return True
+    if isinstance(dtype, pd.ArrowDtype):
+        arrow_type = dtype.pyarrow_dtype
+        return (
+            pa.types.is_string(arrow_type)
+            or pa.types.is_large_string(arrow_type)
+            or pa.types.is_string_view(arrow_type)
+            or (pa.types.is_dictionary(arrow_type) and pa.types.is_string(arrow_type.value_type))
+        )
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _is_text_dtype(dtype.categories.dtype)
+    return False
+
+
+@pd.api.extensions.register_series_accessor("pii")
+class PiiSeriesAccessor:
+    """PII detection for a text Series; see the module docstring.
+
+    Options (all methods): ``model`` (checkpoint directory, name, Detector or
+    None), ``policy`` (a :class:`pii_frames.Policy` or a dict of its
+    arguments), ``output_mode``, ``decode_mode``, ``biases``, ``on_error``,
+    and ``device``/``dtype``/other :func:`pii_frames.load` options.
+
+    >>> import pandas as pd, pii_frames.pandas
+    >>> pd.Series([1, 2]).pii
+    Traceback (most recent call last):
+    ...
+    AttributeError: the series has dtype int64, but the .pii accessor needs text (str, string, object of str or Arrow string); convert it first, for example s.astype("str")
+    """
+
+    def __init__(self, series: pd.Series):
+        # pandas' accessor rule: reject unfit data with AttributeError at access time.
+        if not _is_text_dtype(series.dtype):
+            raise AttributeError(
+                f"{_describe(series)} has dtype {series.dtype}, but the .pii accessor needs text "
+                '(str, string, object of str or Arrow string); convert it first, for example s.astype("str")'
+            )
+        self._series = series
+
+    # ----------------------------------------------------------- plumbing
+    def _arrow_input(self) -> pa.Array:
+        series = self._series
+        if series.dtype == object:
+            try:
+                values = pa.array(series, from_pandas=True, type=pa.string())
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                for label, value in series.items():
+                    if not (isinstance(value, str) or pd.isna(value)):
+                        raise TypeError(
+                            f"{_describe(series)} holds a {type(value).__name__} at index {label!r} ({value!r}); "
+                            "the .pii accessor needs str or missing values, convert them first"
+                        ) from None
+                raise
+        else:
+            values = pa.array(series, from_pandas=True)
+        return as_text_array(values, name=str(series.name) if series.name is not None else "series")
+
+    def _detect(self, options: dict[str, Any]) -> pa.StructArray:
+        name = str(self._series.name) if self._series.name is not None else "series"
+        return detect_array(self._arrow_input(), name=name, **options)
+
+    def _text_output(self, values: pa.Array) -> pd.Series:
+        series = self._series
+        out = pd.Series(pd.arrays.ArrowExtensionArray(values), index=series.index, name=series.name)
+        dtype = series.dtype
+        if isinstance(dtype, pd.StringDtype):
+            return out.astype(dtype)
+        if isinstance(dtype, pd.ArrowDtype):
+            return out.astype(pd.ArrowDtype(pa.large_string() if pa.types.is_large_string(dtype.pyarrow_dtype) else pa.string()))
+        if isinstance(dtype, pd.CategoricalDtype):
+            return out.astype("str")
+        out = out.astype(object)
+        missing = series.isna()
+        if missing.any():
+            # Give back the column's own missing markers (None, NaN or pd.NA).
+            out[missing] = series[missing]
+        return out
+
+    def _nested_output(self, values: pa.Array) -> pd.Series:
+        series = self._series
+        return pd.Series(pd.arrays.ArrowExtensionArray(values), index=series.index, name=series.name)
+
+    # --------------------------------------------------------- public API
+    def redact(self, **options: Any) -> pd.Series:
+        """Redacted text, same index, name and dtype; missing stays missing.
+
+        >>> import pandas as pd, pii_frames.pandas
+        >>> pd.Series(["Call Anna at 555-0100"]).pii.redact().tolist()  # doctest: +SKIP
+        ['Call <PRIVATE_PERSON> at <PRIVATE_PHONE>']
+        """
+        return self._text_output(pc.struct_field(self._detect(options), "redacted_text"))
+
+    def spans(self, **options: Any) -> pd.Series:
+        """Detected spans as ``ArrowDtype(list<struct<label, start, end, text, score>>)``.
+
+        Offsets index the original Python string (code points, end-exclusive).
+        ``.list.flatten()`` and ``.struct.explode()`` unpack them.
+
+        >>> import pandas as pd, pii_frames.pandas
+        >>> pd.Series(["Hi Anna"]).pii.spans()[0]  # doctest: +SKIP
+        [{'label': 'private_person', 'start': 3, 'end': 7, 'text': 'Anna', 'score': 0.97}]
+        """
+        return self._nested_output(pc.struct_field(self._detect(options), "spans").cast(SPANS_TYPE))
+
+    def category(self, **options: Any) -> pd.Series:
+        """Document category per row (missing without a document head), same dtype as the text.
+
+        >>> import pandas as pd, pii_frames.pandas
+        >>> pd.Series(["The match ended 2-1"]).pii.category()  # doctest: +SKIP
+        """
+        return self._text_output(pc.struct_field(self._detect(options), "category"))
+
+    def detect(self, **options: Any) -> pd.DataFrame:
+        """All outputs in one pass: a DataFrame with ``redacted_text``, ``spans``, ``category``, ``labels``.
+
+        >>> import pandas as pd, pii_frames.pandas
+        >>> pd.Series(["Hi Anna"], index=[7]).pii.detect().columns.tolist()  # doctest: +SKIP
+        ['redacted_text', 'spans', 'category', 'labels']
+        """
+        result = self._detect(options)
+        return pd.DataFrame(
+            {
+                "redacted_text": self._text_output(pc.struct_field(result, "redacted_text")),
+                "spans": self._nested_output(pc.struct_field(result, "spans")),
+                "category": self._text_output(pc.struct_field(result, "category")),
+                "labels": self._nested_output(pc.struct_field(result, "labels")),
+            },
+            index=self._series.index,
+        )
