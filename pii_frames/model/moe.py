@@ -1,0 +1,149 @@
+"""Sparse mixture-of-experts feed-forward block (top-k routing, clamped SwiGLU).
+
+Routing is always fp32: router logits, top-k (sorted), softmax over the k
+selected logits, divided by k. Token-expert pairs are sorted by expert so that
+each expert multiplies one contiguous slab of rows:
+
+* inference: two grouped GEMMs (``torch._grouped_mm``) over the sorted rows,
+  one call per layer for all experts; where it is unavailable (odd sizes, old
+  torch) a padded batched matmul over the experts that were hit;
+* training (grad enabled): the padded batched matmul, which autograd
+  differentiates (``_grouped_mm`` has no CPU backward);
+* reduced-precision CPU weights: see :mod:`pii_frames.model.quant`.
+
+The k expert outputs of a token are combined deterministically: un-permute
+into [N, k, H] and sum over k in fp32 (no scatter-add), then multiply by k.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .norm import RMSNorm
+
+__all__ = ["MoE", "clamped_swiglu"]
+
+
+def clamped_swiglu(z: torch.Tensor, limit: float, alpha: float) -> torch.Tensor:
+    """gate * sigmoid(alpha * gate) * (up + 1) with gate clamped above and up both sides.
+
+    ``z`` holds the gate half first and the linear ("up") half second.
+
+    >>> clamped_swiglu(torch.tensor([[0.0, 10.0, 1.0, -10.0]]), 7.0, 1.702).tolist()
+    [[0.0, 0.0]]
+    """
+    gate, up = z.chunk(2, dim=-1)
+    gate = gate.clamp(max=limit)
+    up = up.clamp(min=-limit, max=limit)
+    return gate * torch.sigmoid(gate * alpha) * (up + 1)
+
+
+class _Routing:
+    """Token-expert pairs sorted by expert (shared by every execution path)."""
+
+    def __init__(self, router_logits: torch.Tensor, top_k: int, num_experts: int):
+        top_values, top_experts = torch.topk(router_logits, top_k, dim=-1, sorted=True)
+        self.weights = torch.softmax(top_values, dim=-1) / top_k  # [N, k] fp32
+        flat = top_experts.reshape(-1)
+        self.order = torch.argsort(flat, stable=True)  # pair index, grouped by expert
+        self.token_of_pair = self.order // top_k
+        self.expert_of_pair = flat[self.order]
+        self.counts = torch.bincount(flat, minlength=num_experts)
+        self.ends = torch.cumsum(self.counts, dim=0)
+        self.top_k = top_k
+        self.num_tokens = router_logits.shape[0]
+
+    def combine(self, expert_out: torch.Tensor) -> torch.Tensor:
+        """[N*k, H] outputs in sorted order -> [N, H]: weighted, summed over k, times k."""
+        weighted = expert_out.float() * self.weights.reshape(-1)[self.order, None]
+        unsorted = torch.empty_like(weighted).index_copy(0, self.order, weighted)
+        return unsorted.view(self.num_tokens, self.top_k, -1).sum(dim=1) * self.top_k
+
+
+_GROUPED_MM_BROKEN: set[tuple[str, torch.dtype]] = set()
+
+
+def _grouped_mm_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    if not hasattr(torch, "_grouped_mm") or (x.device.type, weight.dtype) in _GROUPED_MM_BROKEN:
+        return False
+    if x.device.type not in ("cpu", "cuda"):
+        return False
+    align = 16 // weight.element_size()  # strides must be multiples of 16 bytes
+    return weight.shape[-1] % align == 0 and weight.shape[-2] % align == 0
+
+
+class MoE(nn.Module):
+    """Pre-norm + router + ``num_experts`` clamped-SwiGLU experts.
+
+    ``forward`` maps the residual stream [N, H] to the block's update [N, H] (fp32).
+
+    Parameters follow the opf layout: ``swiglu_weight`` [E, H, 2I] (gate columns
+    first), ``swiglu_bias`` [E, 2I], ``out_weight`` [E, I, H], ``out_bias`` [E, H].
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        hidden, inter, experts = config.hidden_size, config.intermediate_size, config.num_experts
+        self.top_k = config.experts_per_token
+        self.num_experts = experts
+        self.limit = config.swiglu_limit
+        self.alpha = config.swiglu_alpha
+        self.norm = RMSNorm(hidden, config.rms_norm_eps)
+        self.gate = nn.Linear(hidden, experts)
+        self.swiglu_weight = nn.Parameter(torch.empty(experts, hidden, 2 * inter))
+        self.swiglu_bias = nn.Parameter(torch.empty(experts, 2 * inter))
+        self.out_weight = nn.Parameter(torch.empty(experts, inter, hidden))
+        self.out_bias = nn.Parameter(torch.empty(experts, hidden))
+        # Set by pii_frames.model.quant for reduced-precision CPU weights.
+        self.quantized = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x, self.swiglu_weight.dtype if self.quantized is None else torch.float32)
+        router_logits = F.linear(h.float(), self.gate.weight.float(), self.gate.bias.float())
+        routing = _Routing(router_logits, self.top_k, self.num_experts)
+        x_sorted = h[routing.token_of_pair]
+        if self.quantized is not None:
+            expert_out = self.quantized.run(x_sorted, routing, self.limit, self.alpha)
+        elif torch.is_grad_enabled() and (h.requires_grad or self.swiglu_weight.requires_grad):
+            expert_out = self._padded_bmm(x_sorted, routing)
+        elif _grouped_mm_usable(x_sorted, self.swiglu_weight):
+            try:
+                expert_out = self._grouped(x_sorted, routing)
+            except (RuntimeError, NotImplementedError):
+                _GROUPED_MM_BROKEN.add((x_sorted.device.type, self.swiglu_weight.dtype))
+                expert_out = self._padded_bmm(x_sorted, routing)
+        else:
+            expert_out = self._padded_bmm(x_sorted, routing)
+        return routing.combine(expert_out)
+
+    def _grouped(self, x_sorted: torch.Tensor, routing: _Routing) -> torch.Tensor:
+        w1, w2 = self.swiglu_weight, self.out_weight
+        offs = routing.ends.to(torch.int32)
+        experts = routing.expert_of_pair
+        z = torch._grouped_mm(x_sorted.to(w1.dtype), w1, offs=offs).float()
+        z = z + self.swiglu_bias.float()[experts]
+        act = clamped_swiglu(z, self.limit, self.alpha)
+        y = torch._grouped_mm(act.to(w2.dtype), w2, offs=offs).float()
+        return y + self.out_bias.float()[experts]
+
+    def _padded_bmm(self, x_sorted: torch.Tensor, routing: _Routing) -> torch.Tensor:
+        """Differentiable path: rows scattered into [hit experts, max count, H], two bmm."""
+        counts = routing.counts
+        hit = torch.nonzero(counts).squeeze(1)
+        compact = torch.full_like(counts, -1)
+        compact[hit] = torch.arange(hit.numel(), device=counts.device)
+        starts = routing.ends - counts
+        experts = routing.expert_of_pair
+        slot = torch.arange(experts.numel(), device=experts.device) - starts[experts]
+        expert_slot = compact[experts]
+        capacity = int(counts.max())
+        w1, w2 = self.swiglu_weight[hit], self.out_weight[hit]
+        rows = x_sorted.new_zeros(hit.numel(), capacity, x_sorted.shape[-1], dtype=w1.dtype)
+        rows = rows.index_put((expert_slot, slot), x_sorted.to(w1.dtype))
+        z = torch.bmm(rows, w1).float() + self.swiglu_bias[hit].float()[:, None, :]
+        act = clamped_swiglu(z, self.limit, self.alpha).to(w2.dtype)
+        y = torch.bmm(act, w2).float() + self.out_bias[hit].float()[:, None, :]
+        return y[expert_slot, slot]

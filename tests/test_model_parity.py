@@ -1,0 +1,168 @@
+"""Parity of pii_frames.model against transformers' OpenAIPrivacyFilterForTokenClassification (eager, fp32)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from checkpoint_factory import (
+    convert_hf_to_opf,
+    hf_reference_outputs,
+    load_hf_reference,
+    make_hf_checkpoint,
+)
+from pii_frames.model import load_model, run_sequences
+
+pytest.importorskip("transformers")
+
+TOLERANCE = 1e-4
+# Lengths around the band (half width 8 -> 17 keys) and block edges, up to 1,000 tokens.
+LENGTHS = [1, 2, 8, 9, 16, 17, 18, 25, 64, 129, 257, 1000]
+
+
+def _padded_batch(lengths, vocab_size, seed):
+    gen = torch.Generator().manual_seed(seed)
+    longest = max(lengths)
+    ids = torch.zeros(len(lengths), longest, dtype=torch.long)
+    mask = torch.zeros(len(lengths), longest, dtype=torch.bool)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = torch.randint(0, vocab_size, (length,), generator=gen)
+        mask[row, :length] = True
+    return ids, mask
+
+
+def _assert_matches(ours_logprobs, ref_logprobs, mask):
+    diff = (ours_logprobs - ref_logprobs).abs()[mask]
+    assert float(diff.max()) <= TOLERANCE, f"max |log-prob diff| {float(diff.max()):.3g}"
+    assert torch.equal(ours_logprobs.argmax(-1)[mask], ref_logprobs.argmax(-1)[mask])
+
+
+@pytest.fixture(scope="module", params=[0, 1, 2], ids=lambda s: f"seed{s}")
+def checkpoint(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(f"parity{request.param}")
+    hf_dir = make_hf_checkpoint(root / "hf", seed=request.param, vocab_size=1000)
+    return hf_dir, convert_hf_to_opf(hf_dir, root / "opf"), load_hf_reference(hf_dir)
+
+
+def test_padded_batch_matches_transformers_in_both_layouts(checkpoint):
+    hf_dir, opf_dir, reference = checkpoint
+    ids, mask = _padded_batch(LENGTHS, 1000, seed=7)
+    expected = hf_reference_outputs(reference, ids, mask.long())
+    for directory in (hf_dir, opf_dir):
+        model = load_model(directory)
+        with torch.inference_mode():
+            out = model(ids, mask)
+        _assert_matches(torch.log_softmax(out.logits, -1), expected["logprobs"], mask)
+        assert torch.allclose(out.pooled, expected["pooled"], atol=1e-5)
+    # The random weights must exercise decoding: several labels predicted, experts spread.
+    assert expected["logprobs"].argmax(-1)[mask].unique().numel() >= 5
+
+
+def test_unpadded_sequences_match_transformers(checkpoint):
+    hf_dir, _, reference = checkpoint
+    model = load_model(hf_dir)
+    for length in (1, 17, 300):
+        ids, mask = _padded_batch([length], 1000, seed=length)
+        expected = hf_reference_outputs(reference, ids)
+        with torch.inference_mode():
+            out = model(ids)
+        _assert_matches(torch.log_softmax(out.logits, -1), expected["logprobs"], mask)
+
+
+def test_runner_matches_transformers(checkpoint):
+    hf_dir, _, reference = checkpoint
+    model = load_model(hf_dir)
+    ids, mask = _padded_batch([3, 40, 700], 1000, seed=11)
+    sequences = [ids[row, : int(mask[row].sum())].numpy() for row in range(ids.shape[0])]
+    expected = hf_reference_outputs(reference, ids, mask.long())["logprobs"]
+    outputs = run_sequences(model, sequences, n_ctx=4096, token_budget=1024)
+    for row, output in enumerate(outputs):
+        length = sequences[row].size
+        assert output.logprobs.dtype == np.float32 and output.logprobs.shape == (length, 33)
+        assert np.abs(output.logprobs - expected[row, :length].numpy()).max() <= TOLERANCE
+
+
+def test_full_vocabulary_and_bf16_storage(tmp_path):
+    hf_dir = make_hf_checkpoint(tmp_path / "hf", seed=3, vocab_size=200064, dtype=torch.bfloat16)
+    reference = load_hf_reference(hf_dir)  # widens the bf16 file to fp32, as we do
+    model = load_model(hf_dir)
+    assert model.embedding.weight.dtype == torch.float32
+    ids, mask = _padded_batch([30, 12], 200064, seed=5)
+    ids[0, 3] = 199999  # <|endoftext|> is a valid id inside the padded vocabulary
+    expected = hf_reference_outputs(reference, ids, mask.long())
+    with torch.inference_mode():
+        out = model(ids, mask)
+    _assert_matches(torch.log_softmax(out.logits, -1), expected["logprobs"], mask)
+
+
+@pytest.mark.parametrize("form", ["native", "binga"])
+def test_doc_head_matches_reference_pooling(tmp_path, form):
+    classes = ["Sports", "Health", "Business & Finance"]
+    hf_dir = make_hf_checkpoint(tmp_path / "hf", seed=4, vocab_size=1000, doc_classes=classes, doc_head_form=form)
+    opf_dir = convert_hf_to_opf(hf_dir, tmp_path / "opf")
+    reference = load_hf_reference(hf_dir)
+    ids, mask = _padded_batch([20, 5], 1000, seed=2)
+    expected = hf_reference_outputs(reference, ids, mask.long(), hf_dir=hf_dir)
+    for directory in (hf_dir, opf_dir):
+        model = load_model(directory)
+        assert model.config.doc_class_names == tuple(classes)
+        assert model.doc_head is not None and model.doc_head.out_features == 3
+        with torch.inference_mode():
+            out = model(ids, mask)
+        assert torch.allclose(out.doc_logits, expected["doc_logits"], atol=1e-4)
+        _assert_matches(torch.log_softmax(out.logits, -1), expected["logprobs"], mask)
+        # Runner: one window per sequence -> softmax of the same doc logits.
+        outputs = run_sequences(model, [ids[0, :20].numpy()], n_ctx=4096, token_budget=512)
+        probs = torch.softmax(expected["doc_logits"][0], -1).numpy()
+        assert np.allclose(outputs[0].doc_probs, probs, atol=1e-5)
+
+
+def test_custom_label_space_with_classifier_bias(tmp_path):
+    names = ["O"] + [f"{tag}-{cls}" for cls in ("ssn", "iban", "badge") for tag in "BIES"]
+    hf_dir = make_hf_checkpoint(tmp_path / "hf", seed=5, vocab_size=1000, label_names=names, score_bias=True,
+                                heads=6, kv_heads=3, window=4)
+    opf_dir = convert_hf_to_opf(hf_dir, tmp_path / "opf")
+    reference = load_hf_reference(hf_dir)
+    ids, mask = _padded_batch([50, 9, 3], 1000, seed=3)
+    expected = hf_reference_outputs(reference, ids, mask.long())
+    for directory in (hf_dir, opf_dir):
+        model = load_model(directory)
+        assert model.config.label_names == tuple(names)
+        assert model.config.left_context == 4
+        assert model.unembedding.bias is not None
+        with torch.inference_mode():
+            out = model(ids, mask)
+        assert out.logits.shape == (3, 50, 13)
+        _assert_matches(torch.log_softmax(out.logits, -1), expected["logprobs"], mask)
+
+
+def test_training_path_gradients_match_transformers(tmp_path):
+    hf_dir = make_hf_checkpoint(tmp_path / "hf", seed=6, vocab_size=1000)
+    reference = load_hf_reference(hf_dir)
+    model = load_model(hf_dir).requires_grad_(True)
+    ids, mask = _padded_batch([40, 25], 1000, seed=9)
+    labels = torch.randint(0, 33, ids.shape, generator=torch.Generator().manual_seed(1))
+
+    def loss_of(logits):
+        logprobs = torch.log_softmax(logits.float(), -1)
+        picked = logprobs.gather(-1, labels[..., None])[..., 0]
+        return -(picked * mask).sum() / mask.sum()
+
+    ours = loss_of(model(ids, mask).logits)
+    ours.backward()
+    theirs = loss_of(reference(input_ids=ids, attention_mask=mask.long()).logits)
+    theirs.backward()
+    assert abs(ours.item() - theirs.item()) < 1e-5
+    pairs = [
+        (model.unembedding.weight, reference.score.weight),
+        (model.block[0].mlp.swiglu_weight, reference.model.layers[0].mlp.experts.gate_up_proj),
+        (model.block[0].mlp.gate.weight, reference.model.layers[0].mlp.router.weight),
+        (model.block[1].attn.sinks, reference.model.layers[1].self_attn.sinks),
+    ]
+    for ours_param, ref_param in pairs:
+        assert ours_param.grad is not None
+        scale = float(ref_param.grad.abs().max()) + 1e-12
+        assert float((ours_param.grad - ref_param.grad).abs().max()) <= 1e-4 * max(scale, 1.0)
+    embedding_grad = model.embedding.weight.grad
+    assert torch.isfinite(embedding_grad).all() and float(embedding_grad[ids[mask]].abs().sum()) > 0
