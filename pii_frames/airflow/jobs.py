@@ -1,0 +1,832 @@
+"""Sanitize a whole table in resumable chunks: plan, sanitize each chunk, publish with an audit.
+
+This is the engine behind :class:`pii_frames.airflow.PiiSanitizeOperator` and the
+TaskFlow tasks of :func:`pii_frames.airflow.pii_sanitize_table`, kept free of
+Airflow imports so it also runs from a plain script::
+
+    job = SanitizeJob(source="/data/tickets/", columns=["body"], destination="/data/tickets_clean")
+    summary = job.run()            # plan -> every chunk -> publish
+
+How a run stays correct when it is stopped, retried or repeated:
+
+- every chunk's output is written under a temporary name and renamed, so a
+  chunk file is complete or absent;
+- a chunk's output is stored under its *fingerprint* (hash of the chunk's input
+  rows + model id + policy hash + output options + pii_frames version), so a
+  re-run skips every chunk whose fingerprint already has output (resume after a
+  failure) and recomputes only what changed;
+- publishing checks that every planned chunk is present exactly once with its
+  planned row count, then swaps the whole output in one step and writes a
+  per-chunk audit table; when the published output already holds exactly these
+  fingerprints nothing is rewritten (a second run after success is a no-op).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pii_frames.airflow import atomic
+from pii_frames.airflow.tables import (
+    DuckDBLocation,
+    Location,
+    ParquetLocation,
+    connect_duckdb,
+    duckdb_table_exists,
+    first_row,
+    is_text_type,
+    list_parquet_files,
+    parse_location,
+    plan_duckdb_ranges,
+    plan_parquet_pieces,
+    quote_identifier,
+    read_duckdb_range,
+    read_duckdb_schema,
+    read_parquet_pieces,
+    read_parquet_schema,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "_pii_frames_manifest.json"
+OUTPUT_MARK = "pii_frames:"
+DIGEST_METADATA_KEY = b"pii_frames_output_digest"
+POLICY_FIELDS = ("operator", "key", "labels", "per_label", "min_score", "allow", "deny", "mask_char", "keep_last")
+SPAN_FIELDS = ("label", "start", "end", "score")
+
+AUDIT_SCHEMA = pa.schema(
+    [
+        ("chunk_index", pa.int32()),
+        ("rows", pa.int64()),
+        ("spans_total", pa.int64()),
+        ("spans_by_label", pa.map_(pa.string(), pa.int64())),
+        ("model_id", pa.string()),
+        ("policy_hash", pa.string()),
+        ("fingerprint", pa.string()),
+        ("duration_s", pa.float64()),
+        ("computed_in_run", pa.string()),
+        ("computed_at", pa.string()),
+        ("source", pa.string()),
+        ("destination", pa.string()),
+        ("columns", pa.list_(pa.string())),
+    ]
+)
+
+
+class SanitizeJobError(RuntimeError):
+    """A table job cannot go on safely (lost/duplicated rows, changed source, foreign output)."""
+
+
+def parse_columns(columns: Any) -> list[str]:
+    """Normalize the ``columns`` parameter: a list, a JSON list, or comma-separated names.
+
+    >>> parse_columns("body, notes")
+    ['body', 'notes']
+    >>> parse_columns('["body"]')
+    ['body']
+    """
+    if isinstance(columns, str):
+        text = columns.strip()
+        if text.startswith("["):
+            columns = _parse_literal(text, "columns")
+        else:
+            columns = [part.strip() for part in text.split(",")]
+    if not isinstance(columns, (list, tuple)) or not columns:
+        raise ValueError(f"columns must name at least one text column, got {columns!r}")
+    names = [str(name).strip() for name in columns]
+    if any(not name for name in names):
+        raise ValueError(f"columns holds an empty name: {columns!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"columns names a column twice: {columns!r}")
+    return names
+
+
+def _parse_literal(text: str, name: str) -> Any:
+    """JSON, or the Python literal Jinja renders for a list/dict when a DAG does not render native objects."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"{name} is neither JSON nor a Python literal: {text[:200]!r}") from None
+
+
+def _optional_text(value: Any) -> str | None:
+    """Treat blanks and the strings Jinja renders for None ("None", "null") as unset."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in ("", "None", "none", "null") else text
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", "", "none"):
+            return False
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+def resolve_policy(spec: Any):
+    """Turn the ``policy`` parameter into a :class:`pii_frames.Policy` (or None for the default).
+
+    Accepts a Policy, a dict of Policy arguments, its JSON text, or an operator name.
+
+    >>> resolve_policy(None) is None
+    True
+    >>> resolve_policy('{"operator": "mask"}').operator
+    'mask'
+    """
+    if spec is None:
+        return None
+    from pii_frames.redact.policy import Policy
+
+    if isinstance(spec, Policy):
+        return spec
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text.lower() in ("", "none", "null", "default"):
+            return None
+        if text.startswith("{"):
+            spec = _parse_literal(text, "policy")
+        else:
+            spec = {"operator": text}
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"policy must be a pii_frames.Policy, a dict, JSON text or an operator name, got {spec!r}")
+    arguments = dict(spec)
+    operator = arguments.pop("operator", "placeholder")
+    return Policy(operator, **arguments)
+
+
+def describe_policy(policy: Any) -> dict[str, Any] | None:
+    """A JSON-able description of a policy for hashing; a secret key appears only as its SHA-256."""
+    if policy is None:
+        return None
+    described: dict[str, Any] = {}
+    for name in POLICY_FIELDS:
+        value = getattr(policy, name, None)
+        if name == "key" and value is not None:
+            raw = value.encode() if isinstance(value, str) else bytes(value)
+            value = "sha256:" + hashlib.sha256(raw).hexdigest()
+        described[name] = _jsonable(value)
+    return described
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda item: str(item[0]))}
+    if isinstance(value, (set, frozenset)):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "pattern"):  # compiled regular expressions in allow/deny lists
+        return value.pattern
+    return repr(value)
+
+
+def stable_hash(payload: Any) -> str:
+    """SHA-256 of canonical JSON.
+
+    >>> stable_hash({"b": 1, "a": [2]}) == stable_hash({"a": [2], "b": 1})
+    True
+    """
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def table_content_hash(table: pa.Table) -> str:
+    """SHA-256 of a table's rows and schema (Arrow IPC stream of the contiguous table)."""
+    sink = pa.BufferOutputStream()
+    table = table.replace_schema_metadata(None).combine_chunks()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pii_frames")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def checkpoint_fingerprint(checkpoint_dir: str | os.PathLike) -> str:
+    """A cheap content hash of a checkpoint folder, so retrained weights in the same folder count as a new model.
+
+    Small files (config, calibration, tokenizer) are hashed whole; large weight
+    files by their size and 16 evenly spaced 64 KiB blocks, which any retraining
+    changes, without reading gigabytes.
+    """
+    digest = hashlib.sha256()
+    folder = os.fspath(checkpoint_dir)
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.startswith(".") or not os.path.isfile(path):
+            continue
+        size = os.path.getsize(path)
+        digest.update(f"{name}\0{size}\0".encode())
+        with open(path, "rb") as handle:
+            if size <= 8 << 20:
+                digest.update(handle.read())
+                continue
+            block = 64 << 10
+            for i in range(16):
+                handle.seek((size - block) * i // 15)
+                digest.update(handle.read(block))
+    return digest.hexdigest()
+
+
+def model_revision(model: str | None) -> str:
+    """``<model id>@<checkpoint hash prefix>`` for the model ``pii_frames.load(model)`` would use, without loading it.
+
+    >>> model_revision("/work/shared/fixtures/opf-tiny")   # doctest: +SKIP
+    '/work/shared/fixtures/opf-tiny@5f0c2d9a41b7'
+    """
+    from pii_frames.engine.loading import resolve_checkpoint
+
+    checkpoint_dir, model_id = resolve_checkpoint(model)
+    return f"{model_id}@{checkpoint_fingerprint(checkpoint_dir)[:12]}"
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class SanitizeJob:
+    """One table-sanitization job: which table, which columns, where to, with which model and policy.
+
+    Parameters are plain values (strings, lists, dicts) so they survive Airflow
+    templating and XCom. ``source`` and ``destination`` are location strings (see
+    :mod:`pii_frames.airflow.tables`); the destination is a Parquet folder or a
+    DuckDB table. Each sanitized column keeps its name and holds the redacted
+    text; ``include_spans`` adds ``<column>_pii_spans`` (label, start, end,
+    score; offsets into the original text, which is *not* copied) and
+    ``include_category`` adds ``<column>_pii_category``.
+
+    >>> job = SanitizeJob(source="/tmp/in.parquet", columns="body", destination="/tmp/out")
+    >>> job.work_dir
+    '/tmp/out.pii_work'
+    """
+
+    source: str
+    columns: Any
+    destination: str
+    policy: Any = None
+    model: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    include_spans: bool = False
+    include_category: bool = False
+    rows_per_chunk: int = 50_000
+    max_chunks: int = 1024
+    work_dir: str | None = None
+    audit_destination: str | None = None
+    detect_options: Mapping[str, Any] | None = None
+    _detector: Any = field(default=None, init=False, repr=False, compare=False)
+    _model_revision: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.source_location: Location = parse_location(self.source, role="source")
+        self.destination_location: Location = parse_location(self.destination, role="destination")
+        self.column_names = parse_columns(self.columns)
+        self.rows_per_chunk = int(self.rows_per_chunk)
+        self.max_chunks = int(self.max_chunks)
+        if self.rows_per_chunk <= 0 or self.max_chunks <= 0:
+            raise ValueError("rows_per_chunk and max_chunks must be positive")
+        self.model = _optional_text(self.model)
+        self.device = _optional_text(self.device)
+        self.dtype = _optional_text(self.dtype)
+        self.work_dir = _optional_text(self.work_dir)
+        self.audit_destination = _optional_text(self.audit_destination)
+        self.include_spans = _flag(self.include_spans, "include_spans")
+        self.include_category = _flag(self.include_category, "include_category")
+        if isinstance(self.detect_options, str):
+            self.detect_options = _parse_literal(self.detect_options, "detect_options") if self.detect_options.strip() else None
+        self.detect_options = dict(self.detect_options or {})
+        for reserved in ("policy", "progress"):
+            if reserved in self.detect_options:
+                raise ValueError(f"detect_options may not set {reserved!r}; pass it as its own parameter")
+        self._check_not_overwriting_source()
+        destination = self.destination_location
+        if isinstance(destination, ParquetLocation):
+            default_work = destination.path + ".pii_work"
+            default_audit = destination.path + "_pii_audit.parquet"
+        else:
+            default_work = os.path.join(destination.database + ".pii_work", f"{destination.schema}.{destination.table}")
+            default_audit = destination.with_table(destination.table + "_pii_audit").uri
+        self.work_dir = os.path.abspath(self.work_dir or default_work)
+        self.audit_destination = self.audit_destination or default_audit
+        self.audit_location = parse_location(self.audit_destination, role="audit_destination")
+        self.policy_object = resolve_policy(self.policy)
+        self.policy_hash = stable_hash(describe_policy(self.policy_object))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_not_overwriting_source(self) -> None:
+        source, destination = self.source_location, self.destination_location
+        if isinstance(source, DuckDBLocation) and source == destination:
+            raise ValueError(f"destination {destination.uri} is the source table; choose another table name")
+        if isinstance(source, ParquetLocation) and isinstance(destination, ParquetLocation):
+            a, b = source.path + os.sep, destination.path + os.sep
+            if a.startswith(b) or b.startswith(a):
+                raise ValueError(
+                    f"destination {destination.path} overlaps the source {source.path}; write to a separate folder"
+                )
+
+    @property
+    def chunk_dir(self) -> str:
+        return os.path.join(self.work_dir, "chunks")
+
+    def output_options(self) -> dict[str, Any]:
+        """Everything besides input rows, model and policy that shapes a chunk's output."""
+        return {
+            "format": FORMAT_VERSION,
+            "pii_frames": _package_version(),
+            "columns": self.column_names,
+            "include_spans": bool(self.include_spans),
+            "include_category": bool(self.include_category),
+            "dtype": self.dtype,
+            "detect_options": _jsonable(self.detect_options),
+        }
+
+    def model_revision(self) -> str:
+        """The model's id and checkpoint hash, resolved once per job without loading the weights."""
+        if self._model_revision is None:
+            self._model_revision = model_revision(self.model)
+        return self._model_revision
+
+    def detector(self):
+        """The model, loaded once per process (pii_frames caches it per checkpoint/device/dtype)."""
+        if self._detector is None:
+            import pii_frames
+
+            options: dict[str, Any] = {}
+            if self.device:
+                options["device"] = self.device
+            if self.dtype:
+                options["dtype"] = self.dtype
+            self._detector = pii_frames.load(self.model, **options)
+        return self._detector
+
+    # ------------------------------------------------------------------ plan
+
+    def plan(self) -> list[dict[str, Any]]:
+        """Split the source into chunks (small JSON-able dicts, one per mapped task).
+
+        Checks the source exists and that every requested column is a text
+        column. Always returns at least one chunk, so an empty source still
+        publishes an empty output with the right schema.
+        """
+        source = self.source_location
+        rows_per_chunk = self.rows_per_chunk
+        if isinstance(source, ParquetLocation):
+            files = list_parquet_files(source)
+            schema = read_parquet_schema(files)
+            self._check_columns(schema, source.describe())
+            while True:
+                raw = plan_parquet_pieces(files, rows_per_chunk)
+                if len(raw) <= self.max_chunks:
+                    break
+                rows_per_chunk *= 2
+            extra = {"schema_file": files[0]}
+        else:
+            with connect_duckdb(source, read_only=True) as con:
+                schema = read_duckdb_schema(con, source)
+                self._check_columns(schema, source.describe())
+                raw = plan_duckdb_ranges(con, source, rows_per_chunk, self.max_chunks)
+            extra = {}
+        if not raw:
+            raw = [{"rows": 0, "pieces": []} if isinstance(source, ParquetLocation) else
+                   {"rows": 0, "rowid_start": 0, "rowid_stop": 0}]
+        chunks = [{"index": i, "source": source.uri, **extra, **spec} for i, spec in enumerate(raw)]
+        log.info(
+            "planned %d chunk(s), %d row(s) from %s", len(chunks), sum(c["rows"] for c in chunks), source.describe()
+        )
+        return chunks
+
+    def _check_columns(self, schema: pa.Schema, where: str) -> None:
+        for name in self.column_names:
+            if schema.get_field_index(name) < 0:
+                raise ValueError(f"column {name!r} is not in {where}; its columns are {schema.names}")
+            data_type = schema.field(name).type
+            if not is_text_type(data_type):
+                raise ValueError(
+                    f"column {name!r} of {where} has type {data_type}, not text; cast it to a string or drop it from columns"
+                )
+            for suffix, wanted in (("_pii_spans", self.include_spans), ("_pii_category", self.include_category)):
+                if wanted and schema.get_field_index(name + suffix) >= 0:
+                    raise ValueError(
+                        f"{where} already has a column {name + suffix!r}; rename it or turn off that output column"
+                    )
+
+    # ------------------------------------------------------------------ chunks
+
+    def read_chunk(self, chunk: Mapping[str, Any]) -> pa.Table:
+        source = self.source_location
+        if chunk.get("source") not in (None, source.uri):
+            raise SanitizeJobError(f"chunk {chunk.get('index')} was planned for {chunk['source']}, not {source.uri}")
+        if isinstance(source, ParquetLocation):
+            schema = pq.read_schema(chunk["schema_file"]).remove_metadata()
+            return read_parquet_pieces(chunk["pieces"], schema)
+        with connect_duckdb(source, read_only=True) as con:
+            schema = read_duckdb_schema(con, source)
+            return read_duckdb_range(con, source, chunk["rowid_start"], chunk["rowid_stop"], schema)
+
+    def sanitize_chunk(self, chunk: Mapping[str, Any], *, run_id: str | None = None) -> dict[str, Any]:
+        """Sanitize one planned chunk, or reuse its output when its fingerprint already has one.
+
+        Returns a small dict (fit for XCom): index, fingerprint, rows,
+        spans_total, spans_by_label, model_id, policy_hash, duration_s,
+        computed_in_run, computed_at, reused.
+        """
+        index = int(chunk["index"])
+        table = self.read_chunk(chunk)
+        if table.num_rows != chunk["rows"]:
+            raise SanitizeJobError(
+                f"chunk {index} of {self.source_location.describe()} has {table.num_rows} rows, "
+                f"{chunk['rows']} were planned; the source changed during the run, re-run the DAG"
+            )
+        model_id = self.model_revision()
+        fingerprint = stable_hash(
+            {
+                "input": table_content_hash(table),
+                "model": model_id,
+                "policy": self.policy_hash,
+                "options": self.output_options(),
+            }
+        )
+        output_path = os.path.join(self.chunk_dir, fingerprint + ".parquet")
+        stats_path = os.path.join(self.chunk_dir, fingerprint + ".json")
+        existing = self._existing_chunk(output_path, stats_path, table.num_rows)
+        if existing is not None:
+            log.info("chunk %d: output for fingerprint %s already exists, skipped", index, fingerprint[:16])
+            return {**existing, "index": index, "reused": True}
+
+        started = time.monotonic()
+        sanitized, spans_by_label = self.sanitize_table(table)
+        duration = time.monotonic() - started
+        atomic.atomic_write(output_path, lambda tmp: pq.write_table(sanitized, tmp, compression="zstd"))
+        stats = {
+            "index": index,
+            "fingerprint": fingerprint,
+            "rows": table.num_rows,
+            "spans_total": int(sum(spans_by_label.values())),
+            "spans_by_label": spans_by_label,
+            "model_id": model_id,
+            "policy_hash": self.policy_hash,
+            "duration_s": round(duration, 4),
+            "computed_in_run": run_id,
+            "computed_at": _utc_now(),
+        }
+        # The stats file is written last: its presence certifies a complete output file.
+        atomic.atomic_write_json(stats_path, stats)
+        log.info(
+            "chunk %d: %d row(s), %d span(s) in %.2fs", index, table.num_rows, stats["spans_total"], duration
+        )
+        return {**stats, "reused": False}
+
+    @staticmethod
+    def _existing_chunk(output_path: str, stats_path: str, rows: int) -> dict[str, Any] | None:
+        if not (os.path.exists(stats_path) and os.path.exists(output_path)):
+            return None
+        try:
+            with open(stats_path, encoding="utf-8") as handle:
+                stats = json.load(handle)
+            if pq.ParquetFile(output_path).metadata.num_rows != rows or stats.get("rows") != rows:
+                return None
+        except (OSError, ValueError, pa.ArrowException):
+            return None  # damaged leftovers are recomputed, never trusted
+        return stats
+
+    def sanitize_table(self, table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+        """Run the model over the chosen columns of an in-memory table.
+
+        Returns the sanitized table (same rows, same order, nulls kept) and the
+        number of detected spans per label.
+        """
+        detector = self.detector()
+        counts: dict[str, int] = {}
+        for name in self.column_names:
+            position = table.schema.get_field_index(name)
+            original_type = table.schema.field(name).type
+            values = table.column(name).combine_chunks()
+            if not pa.types.is_string(values.type):
+                values = values.cast(pa.string())
+            try:
+                result = detector.detect_arrow(values, policy=self.policy_object, column=name, **self.detect_options)
+            except Exception as error:
+                raise SanitizeJobError(f"model failed on column {name!r}: {error}") from error
+            if len(result) != len(values):
+                raise SanitizeJobError(f"model returned {len(result)} rows for {len(values)} in column {name!r}")
+            redacted = pc.struct_field(result, "redacted_text")
+            if pa.types.is_large_string(original_type):
+                redacted = redacted.cast(original_type)
+            table = table.set_column(position, pa.field(name, redacted.type), redacted)
+            spans = pc.struct_field(result, "spans")
+            if self.include_spans:
+                position += 1
+                without_text = _spans_without_text(spans)
+                table = table.add_column(position, pa.field(name + "_pii_spans", without_text.type), without_text)
+            if self.include_category:
+                position += 1
+                category = pc.struct_field(result, "category")
+                table = table.add_column(position, pa.field(name + "_pii_category", category.type), category)
+            flat = pc.list_flatten(spans)
+            if len(flat):
+                for entry in pc.value_counts(pc.struct_field(flat, "label")).to_pylist():
+                    counts[entry["values"]] = counts.get(entry["values"], 0) + int(entry["counts"])
+        return table, dict(sorted(counts.items()))
+
+    # ------------------------------------------------------------------ publish
+
+    def publish(self, plan: Iterable[Mapping[str, Any]], results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Check every planned chunk is present once with its row count, then publish output and audit.
+
+        Returns a summary dict: destination, asset_uri, rows, chunks, changed
+        (False when the published output already held these exact chunks),
+        recomputed (chunks computed rather than reused), spans_by_label,
+        model_ids, policy_hash, digest.
+        """
+        plan = sorted(plan, key=lambda c: int(c["index"]))
+        by_index: dict[int, Mapping[str, Any]] = {}
+        for result in results:
+            index = int(result["index"])
+            if index in by_index:
+                raise SanitizeJobError(f"chunk {index} reported twice; its rows would be duplicated")
+            by_index[index] = result
+        planned_indexes = [int(c["index"]) for c in plan]
+        if len(set(planned_indexes)) != len(planned_indexes):
+            raise SanitizeJobError("the plan lists a chunk twice")
+        missing = sorted(set(planned_indexes) - set(by_index))
+        unplanned = sorted(set(by_index) - set(planned_indexes))
+        if missing or unplanned:
+            raise SanitizeJobError(f"chunk results do not match the plan: missing {missing}, unplanned {unplanned}")
+        ordered = []
+        for chunk in plan:
+            result = by_index[int(chunk["index"])]
+            if int(result["rows"]) != int(chunk["rows"]):
+                raise SanitizeJobError(
+                    f"chunk {chunk['index']} produced {result['rows']} rows, {chunk['rows']} were planned"
+                )
+            path = os.path.join(self.chunk_dir, result["fingerprint"] + ".parquet")
+            if not os.path.exists(path):
+                raise SanitizeJobError(f"output of chunk {chunk['index']} ({path}) is missing; re-run the DAG")
+            if pq.ParquetFile(path).metadata.num_rows != int(chunk["rows"]):
+                raise SanitizeJobError(f"output of chunk {chunk['index']} ({path}) has the wrong row count")
+            ordered.append((result, path))
+
+        total_rows = sum(int(c["rows"]) for c in plan)
+        digest = stable_hash([result["fingerprint"] for result, _ in ordered])
+        audit = self.audit_table([result for result, _ in ordered], digest)
+        if isinstance(self.destination_location, ParquetLocation):
+            changed = self._publish_parquet(ordered, audit, digest, total_rows)
+        else:
+            changed = self._publish_duckdb(ordered, audit, digest, total_rows)
+        self._prune_work_dir({result["fingerprint"] for result, _ in ordered})
+
+        totals: dict[str, int] = {}
+        for result, _ in ordered:
+            for label, count in result["spans_by_label"].items():
+                totals[label] = totals.get(label, 0) + int(count)
+        summary = {
+            "destination": self.destination_location.uri,
+            "asset_uri": self.destination_location.asset_uri,
+            "audit_destination": self.audit_location.uri,
+            "rows": total_rows,
+            "chunks": len(ordered),
+            "changed": changed,
+            "recomputed": sum(1 for result, _ in ordered if not result.get("reused")),
+            "spans_by_label": dict(sorted(totals.items())),
+            "model_ids": sorted({str(result["model_id"]) for result, _ in ordered}),
+            "policy_hash": self.policy_hash,
+            "digest": digest,
+        }
+        log.info(
+            "%s %s: %d row(s) in %d chunk(s)",
+            "published" if changed else "unchanged, nothing rewritten:",
+            self.destination_location.describe(),
+            total_rows,
+            len(ordered),
+        )
+        return summary
+
+    def audit_table(self, results: Sequence[Mapping[str, Any]], digest: str) -> pa.Table:
+        """One audit row per chunk, with the output digest in the schema metadata."""
+        columns: dict[str, list[Any]] = {name: [] for name in AUDIT_SCHEMA.names}
+        for result in results:
+            columns["chunk_index"].append(int(result["index"]))
+            columns["rows"].append(int(result["rows"]))
+            columns["spans_total"].append(int(result["spans_total"]))
+            columns["spans_by_label"].append(list(result["spans_by_label"].items()))
+            columns["model_id"].append(str(result["model_id"]))
+            columns["policy_hash"].append(result["policy_hash"])
+            columns["fingerprint"].append(result["fingerprint"])
+            columns["duration_s"].append(float(result["duration_s"]))
+            columns["computed_in_run"].append(result.get("computed_in_run"))
+            columns["computed_at"].append(result.get("computed_at"))
+            columns["source"].append(self.source_location.uri)
+            columns["destination"].append(self.destination_location.uri)
+            columns["columns"].append(list(self.column_names))
+        table = pa.table(columns, schema=AUDIT_SCHEMA)
+        return table.replace_schema_metadata({DIGEST_METADATA_KEY: digest.encode()})
+
+    def _publish_parquet(self, ordered, audit: pa.Table, digest: str, total_rows: int) -> bool:
+        target = self.destination_location.path
+        manifest_path = os.path.join(target, MANIFEST_NAME)
+        if os.path.exists(target):
+            if not os.path.isdir(target):
+                raise SanitizeJobError(f"destination {target} is a file; give a folder path for Parquet output")
+            if os.listdir(target) and not os.path.exists(manifest_path):
+                raise SanitizeJobError(
+                    f"destination {target} exists and was not written by pii_frames; "
+                    "choose a new folder or delete it first"
+                )
+            if _manifest_digest(manifest_path) == digest:
+                if self._audit_digest() != digest:
+                    self._write_audit(audit)  # output is current; only the audit write was interrupted
+                return False
+        width = max(5, len(str(len(ordered) - 1)))
+        with atomic.scratch_directory(target, "publish") as staging:
+            for result, path in ordered:
+                atomic.link_or_copy(path, os.path.join(staging, f"part-{int(result['index']):0{width}d}.parquet"))
+            staged_rows = sum(
+                pq.ParquetFile(os.path.join(staging, name)).metadata.num_rows
+                for name in os.listdir(staging)
+            )
+            if staged_rows != total_rows:
+                raise SanitizeJobError(f"staged output has {staged_rows} rows, expected {total_rows}")
+            atomic.atomic_write_json(
+                os.path.join(staging, MANIFEST_NAME),
+                {
+                    "digest": digest,
+                    "rows": total_rows,
+                    "fingerprints": [result["fingerprint"] for result, _ in ordered],
+                    "source": self.source_location.uri,
+                    "published_at": _utc_now(),
+                },
+            )
+            atomic.replace_directory(staging, target)
+        self._write_audit(audit)
+        return True
+
+    def _audit_digest(self) -> str | None:
+        location = self.audit_location
+        try:
+            if isinstance(location, ParquetLocation):
+                metadata = pq.read_schema(location.path).metadata or {}
+                value = metadata.get(DIGEST_METADATA_KEY)
+                return value.decode() if value else None
+            if not os.path.exists(location.database):
+                return None
+            with connect_duckdb(location, read_only=True) as con:
+                return _table_comment_digest(con, location)
+        except (OSError, pa.ArrowException, ValueError):
+            return None
+
+    def _write_audit(self, audit: pa.Table, con=None) -> None:
+        location = self.audit_location
+        if isinstance(location, ParquetLocation):
+            atomic.atomic_write(location.path, lambda tmp: pq.write_table(audit, tmp))
+            return
+        digest = audit.schema.metadata[DIGEST_METADATA_KEY].decode()
+        if con is not None:
+            _replace_duckdb_table_from_arrow(con, location, audit, digest)
+            return
+        with connect_duckdb(location, read_only=False) as own, _transaction(own):
+            _replace_duckdb_table_from_arrow(own, location, audit, digest)
+
+    def _publish_duckdb(self, ordered, audit: pa.Table, digest: str, total_rows: int) -> bool:
+        target = self.destination_location
+        assert isinstance(target, DuckDBLocation)
+        audit_location = self.audit_location
+        audit_in_same_database = isinstance(audit_location, DuckDBLocation) and (
+            audit_location.database == target.database
+        )
+        with connect_duckdb(target, read_only=False) as con:
+            current = None
+            if duckdb_table_exists(con, target):
+                current = _table_comment_digest(con, target)
+                if current is None:
+                    raise SanitizeJobError(
+                        f"{target.describe()} exists and was not written by pii_frames; "
+                        "choose another table or drop it first"
+                    )
+            changed = current != digest
+            if changed:
+                files = [path for _, path in ordered]
+                with _transaction(con):
+                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(target.schema)}")
+                    # preserve_insertion_order (DuckDB's default) keeps the list's file order and row order.
+                    con.execute(
+                        f"CREATE OR REPLACE TABLE {target.qualified_name} AS SELECT * FROM read_parquet(?)", [files]
+                    )
+                    (published,) = first_row(con, f"SELECT count(*) FROM {target.qualified_name}")
+                    if published != total_rows:
+                        raise SanitizeJobError(
+                            f"{target.describe()} would hold {published} rows, expected {total_rows}"
+                        )
+                    con.execute(f"COMMENT ON TABLE {target.qualified_name} IS '{OUTPUT_MARK}{digest}'")
+                    if audit_in_same_database:
+                        self._write_audit(audit, con=con)
+            elif audit_in_same_database and _table_comment_digest(con, audit_location) != digest:
+                with _transaction(con):
+                    self._write_audit(audit, con=con)  # output is current; only the audit was lost
+        if not audit_in_same_database and (changed or self._audit_digest() != digest):
+            self._write_audit(audit)
+        return changed
+
+    def _prune_work_dir(self, keep: set[str]) -> None:
+        """Drop chunk outputs no published fingerprint uses (old policies, changed inputs, crashed writes)."""
+        if not os.path.isdir(self.chunk_dir):
+            return
+        for name in os.listdir(self.chunk_dir):
+            stem = name.split(".")[0] if not name.startswith(".") else ""
+            if stem not in keep:
+                try:
+                    os.remove(os.path.join(self.chunk_dir, name))
+                except OSError as error:
+                    log.warning("could not remove stale work file %s: %s", name, error)
+
+    # ------------------------------------------------------------------ whole job
+
+    def run(self, *, run_id: str | None = None) -> dict[str, Any]:
+        """Plan, sanitize every chunk in this process, then publish. Returns the publish summary."""
+        plan = self.plan()
+        results = [self.sanitize_chunk(chunk, run_id=run_id) for chunk in plan]
+        return self.publish(plan, results)
+
+
+@contextlib.contextmanager
+def _transaction(con):
+    """BEGIN ... COMMIT, rolled back on any error so a failed publish leaves the old table in place."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _manifest_digest(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle).get("digest")
+    except (OSError, ValueError):
+        return None
+
+
+def _table_comment_digest(con, location: DuckDBLocation) -> str | None:
+    row = first_row(
+        con,
+        "SELECT comment FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+        [location.schema, location.table],
+    )
+    if not row or not row[0] or not str(row[0]).startswith(OUTPUT_MARK):
+        return None
+    return str(row[0])[len(OUTPUT_MARK):]
+
+
+def _replace_duckdb_table_from_arrow(con, location: DuckDBLocation, table: pa.Table, digest: str) -> None:
+    view_name = "pii_frames_audit_rows"
+    con.register(view_name, table)
+    try:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(location.schema)}")
+        con.execute(f"CREATE OR REPLACE TABLE {location.qualified_name} AS SELECT * FROM {view_name}")
+        con.execute(f"COMMENT ON TABLE {location.qualified_name} IS '{OUTPUT_MARK}{digest}'")
+    finally:
+        con.unregister(view_name)
+
+
+def _spans_without_text(spans: pa.Array) -> pa.Array:
+    """The spans list with the matched text dropped: a sanitized table must not carry the raw PII."""
+    if isinstance(spans, pa.ChunkedArray):
+        spans = spans.combine_chunks()
+    values = spans.values
+    kept = pa.StructArray.from_arrays(
+        [values.field(name) for name in SPAN_FIELDS], names=list(SPAN_FIELDS)
+    )
+    return pa.ListArray.from_arrays(spans.offsets, kept, mask=spans.is_null())
