@@ -56,6 +56,7 @@ __all__ = [
     "category_array",
     "detect_table",
     "redact_table",
+    "apply_detections",
 ]
 
 # Keyword arguments that configure one detection call; every other keyword an
@@ -308,9 +309,13 @@ def _column_names(table: pa.Table | pa.RecordBatch, columns: str | Iterable[str]
     names = [columns] if isinstance(columns, str) else list(columns)
     missing = [name for name in names if name not in table.schema.names]
     if missing:
-        raise KeyError(
-            f"column(s) {missing} not found; the table has columns {table.schema.names}"
-        )
+        raise KeyError(f"column(s) {missing} not found; the table has columns {table.schema.names}")
+    for name in names:  # all checked before the model runs on any of them
+        arrow_type = table.schema.field(name).type
+        if not _is_text_type(arrow_type):
+            raise TypeError(
+                f"column {name!r} has type {arrow_type}, but PII detection needs text; cast it to string first"
+            )
     return names
 
 
@@ -356,6 +361,28 @@ def redact_table(
     ['id', 'body', 'body_pii_spans']
     """
     detected = detect_table(table, columns, model=model, **options)
+    return apply_detections(table, detected, spans=spans, category=category)
+
+
+def apply_detections(
+    table: pa.Table | pa.RecordBatch,
+    detected: Mapping[str, pa.Array | pa.ChunkedArray],
+    *,
+    spans: bool = False,
+    category: bool = False,
+) -> pa.Table | pa.RecordBatch:
+    """Replace each detected column by its redacted text and add the requested columns.
+
+    ``detected`` is what :func:`detect_table` returns. Split from
+    :func:`redact_table` so callers can also read the spans (for counts)
+    without running detection twice.
+
+    >>> table = pa.table({"body": ["x"]})
+    >>> found = {"body": pa.array([{"redacted_text": "y", "spans": [], "category": None, "labels": []}],
+    ...                           type=DETECT_TYPE)}
+    >>> apply_detections(table, found, spans=True).to_pylist()
+    [{'body': 'y', 'body_pii_spans': []}]
+    """
     out_names: list[str] = []
     out_columns: list[Any] = []
     for name, column in zip(table.schema.names, table.columns):
@@ -372,12 +399,12 @@ def redact_table(
         if category:
             out_names.append(name + CATEGORY_SUFFIX)
             out_columns.append(pc.struct_field(result, "category"))
-    for added in out_names:
-        if out_names.count(added) > 1:
-            raise ValueError(
-                f"output column {added!r} would appear twice; rename the existing column or drop "
-                "spans=/category="
-            )
+    duplicated = sorted({name for name in out_names if out_names.count(name) > 1})
+    if duplicated:
+        raise ValueError(
+            f"output column(s) {duplicated} would appear twice; rename the existing column(s) or drop "
+            "spans=/category="
+        )
     if isinstance(table, pa.RecordBatch):
         return pa.RecordBatch.from_arrays(out_columns, names=out_names)
     return pa.Table.from_arrays(out_columns, names=out_names)

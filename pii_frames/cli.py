@@ -1,0 +1,927 @@
+"""The ``pii-frames`` command line.
+
+::
+
+    pii-frames redact "Call Anna at 555-0100"          # text in, redacted text out
+    pii-frames redact -f ticket.txt --json             # opf RedactionResult JSON (schema v1)
+    cat tickets.txt | pii-frames redact                # one example per stdin line
+    pii-frames table tickets.parquet --column body --out clean.parquet --spans
+    pii-frames info                                    # which model, where from, device, labels
+    pii-frames bench                                   # a few seconds of tokens/s and rows/s
+    pii-frames download openai/privacy-filter          # the only command that uses the network
+    pii-frames eval data.jsonl / train data.jsonl --output-dir DIR / synth ...
+
+Every command takes ``--model`` (checkpoint directory or name; default:
+``PII_FRAMES_MODEL``, a local openai/privacy-filter, the embedded model),
+``--device`` and ``--dtype``. Expected failures (a missing file, a bad
+column, a corrupt checkpoint...) print one line on stderr and exit with
+status 1 (2 for usage errors); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser", "CliError"]
+
+PROG = "pii-frames"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+QUIT_WORDS = {"exit", "quit", ":q", "/exit"}
+FORMATS = ("parquet", "csv", "jsonl")
+_EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+
+
+class CliError(Exception):
+    """An expected failure, reported as one line on stderr with exit status ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR):
+        super().__init__(message)
+        self.code = code
+
+
+# --------------------------------------------------------------------- parser
+def _model_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("model")
+    group.add_argument("--model", help="checkpoint directory or model name (default: PII_FRAMES_MODEL, "
+                       "a local openai/privacy-filter, then the embedded model)")
+    group.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    group.add_argument("--dtype", help="weight dtype: float32, float16, bfloat16 (default: float32 on CPU, bfloat16 on CUDA)")
+    parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    return parent
+
+
+def _detect_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("redaction")
+    group.add_argument("--mode", choices=("typed", "redacted"), help="typed placeholders (<PRIVATE_EMAIL>, the "
+                       "default) or one <REDACTED> for every label")
+    group.add_argument("--decode-mode", choices=("viterbi", "argmax"), help="span decoder (default viterbi)")
+    group.add_argument("--policy", help="redaction policy: a .json/.toml file or inline JSON, e.g. "
+                       "'{\"operator\": \"mask\", \"labels\": [\"private_email\"]}'")
+    group.add_argument("--key-env", metavar="VAR", help="environment variable holding the pseudonym key "
+                       "(keys are never taken from the command line)")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``pii-frames`` (exposed for documentation tools and tests).
+
+    >>> build_parser().parse_args(["redact", "hello"]).text
+    'hello'
+    """
+    model, detect = _model_options(), _detect_options()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Find and remove personal data (PII) in text and tables with a local privacy-filter model.",
+    )
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    redact = commands.add_parser(
+        "redact", parents=[model, detect], help="redact text given as an argument, files, stdin or interactively",
+        description="Redact TEXT, or each -f FILE (one example per file), or stdin (one example per line; "
+        "--whole for one example), or prompt interactively when stdin is a terminal.",
+    )
+    redact.add_argument("text", nargs="?", help="the text to redact")
+    redact.add_argument("-f", "--file", action="append", default=[], metavar="FILE",
+                        help="read one example from FILE (repeatable)")
+    redact.add_argument("--whole", action="store_true", help="treat all of stdin as one example")
+    redact.add_argument("--json", action="store_true", help="print the RedactionResult as JSON (opf schema v1)")
+    redact.add_argument("--json-indent", type=int, default=2, metavar="N", help="JSON indent; 0 for one line per result")
+    redact.add_argument("--encoding", default="utf-8", help="encoding of files and stdin (default utf-8)")
+    redact.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="highlight spans (auto: when stdout is a terminal)")
+    redact.set_defaults(handler=cmd_redact)
+
+    table = commands.add_parser(
+        "table", parents=[model, detect], help="redact text columns of a Parquet, CSV or JSONL file",
+        description="Stream IN batch by batch, replace each --column by its redacted text and write OUT "
+        "atomically (a temporary file next to OUT, renamed at the end).",
+    )
+    table.add_argument("input", metavar="IN", help="input file (or folder of Parquet files)")
+    table.add_argument("--column", "-c", action="append", required=True, metavar="C", help="text column to redact (repeatable)")
+    table.add_argument("--out", "-o", required=True, metavar="OUT", help="output file")
+    table.add_argument("--format", choices=FORMATS, help="input format (default: from the extension)")
+    table.add_argument("--out-format", choices=FORMATS, help="output format (default: from the extension)")
+    table.add_argument("--spans", action="store_true", help="add <column>_pii_spans with the detected spans")
+    table.add_argument("--category", action="store_true", help="add <column>_pii_category (multitask models)")
+    table.add_argument("--batch-rows", type=int, default=8192, metavar="N", help="rows per batch (default 8192)")
+    table.add_argument("--encoding", default="utf-8", help="encoding of CSV/JSONL input (default utf-8)")
+    table.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bar (default: when stderr is a terminal)")
+    table.set_defaults(handler=cmd_table)
+
+    info = commands.add_parser("info", parents=[model], help="show the model that would be used")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(handler=cmd_info)
+
+    bench = commands.add_parser("bench", parents=[model], help="quick speed check on synthetic text")
+    bench.add_argument("--seconds", type=float, default=3.0, help="how long to measure (default 3)")
+    bench.add_argument("--batch-rows", type=int, default=64, metavar="N", help="rows per call (default 64)")
+    bench.add_argument("--words", type=int, default=40, metavar="N", help="about how many words per row (default 40)")
+    bench.set_defaults(handler=cmd_bench)
+
+    download = commands.add_parser(
+        "download",
+        help="download a checkpoint from the Hugging Face hub (needs network)",
+        description="Fetch NAME's opf checkpoint (its original/ files, moved up one level like opf does) into "
+        "DIR; openai/privacy-filter goes to ~/.opf/privacy_filter by default, other names to the Hugging Face cache.",
+    )
+    download.add_argument("name", metavar="NAME", help="hub repository, e.g. openai/privacy-filter")
+    download.add_argument("--dir", help="target directory")
+    download.add_argument("--revision", help="branch, tag or commit")
+    download.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    download.set_defaults(handler=cmd_download)
+
+    for name, text in (
+        ("eval", "evaluate a model on labelled JSONL data (span and token metrics)"),
+        ("train", "fine-tune a checkpoint on labelled JSONL data"),
+        ("synth", "generate synthetic labelled PII data"),
+    ):
+        # Arguments belong to pii_frames.train.commands, imported only when the
+        # command runs, so a problem there cannot break the other commands.
+        sub = commands.add_parser(name, add_help=False, help=text)
+        sub.set_defaults(handler=_train_command(name), delegated=True)
+    return parser
+
+
+# ------------------------------------------------------------------ helpers
+def _load_detector(args: argparse.Namespace, **options: Any):
+    from pii_frames.engine.loading import load
+
+    kwargs: dict[str, Any] = dict(options)
+    if getattr(args, "device", None):
+        kwargs["device"] = args.device
+    if getattr(args, "dtype", None):
+        kwargs["dtype"] = args.dtype
+    return load(getattr(args, "model", None), **kwargs)
+
+
+def _read_policy_spec(spec: str) -> dict[str, Any]:
+    if spec.lstrip().startswith("{"):
+        try:
+            data = json.loads(spec)
+        except json.JSONDecodeError as error:
+            raise CliError(f"--policy is not valid JSON: {error}") from None
+        if "key" in data:
+            raise CliError("--policy must not contain the pseudonym key (it would end up in shell history); "
+                           "put the key in an environment variable and pass --key-env NAME")
+        return data
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise CliError(f"--policy {spec!r} is neither inline JSON nor an existing file")
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+            data = data.get("policy", data)
+        else:
+            data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CliError(f"cannot parse policy file {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise CliError(f"policy file {path} must hold an object/table of Policy arguments")
+    return data
+
+
+def _policy(args: argparse.Namespace):
+    if not args.policy and not args.key_env:
+        return None
+    spec = _read_policy_spec(args.policy) if args.policy else {}
+    if args.key_env:
+        key = os.environ.get(args.key_env)
+        if not key:
+            raise CliError(f"--key-env {args.key_env}: the environment variable {args.key_env} is not set or empty")
+        spec["key"] = key
+    from pii_frames.arrow import policy_from_mapping
+
+    try:
+        return policy_from_mapping(spec)
+    except ValueError as error:
+        raise CliError(str(error).replace(repr(spec.get("key")), "'***'") if spec.get("key") else str(error)) from None
+
+
+def _detect_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    policy = _policy(args)
+    if policy is not None:
+        options["policy"] = policy
+    if args.mode:
+        options["output_mode"] = args.mode
+    if args.decode_mode:
+        options["decode_mode"] = args.decode_mode
+    return options
+
+
+def _decode(data: bytes, encoding: str, source: str) -> str:
+    try:
+        return data.decode(encoding)
+    except LookupError:
+        raise CliError(f"unknown encoding {encoding!r}; use a Python codec name such as utf-8 or latin-1") from None
+    except UnicodeDecodeError as error:
+        raise CliError(
+            f"{source} is not valid {encoding} (byte {data[error.start]:#04x} at offset {error.start}); "
+            "pass --encoding with the file's encoding, e.g. --encoding latin-1"
+        ) from None
+
+
+def _read_file(path: str, encoding: str) -> str:
+    try:
+        data = Path(path).expanduser().read_bytes()
+    except FileNotFoundError:
+        raise CliError(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise CliError(f"{path} is a directory; pass a text file") from None
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror or error}") from None
+    return _decode(data, encoding, path)
+
+
+# ------------------------------------------------------------------- redact
+def _highlighted(result) -> Any:
+    from rich.text import Text
+
+    from pii_frames._html import label_color
+
+    text = Text(result.text)
+    for span in result.detected_spans:
+        text.stylize(f"#111111 on {label_color(span.label)}", span.start, span.end)
+    # Label tags go after each span, inserted from the end so offsets stay valid.
+    for span in sorted(result.detected_spans, key=lambda s: s.start, reverse=True):
+        tag = Text(f"[{span.label}]", style=f"dim {label_color(span.label)}")
+        text = Text.assemble(text[: span.end], tag, text[span.end :])
+    return text
+
+
+class _Printer:
+    """Writes one result in the chosen format (stdout carries only the data)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.json = args.json
+        self.indent = args.json_indent if args.json_indent > 0 else None
+        color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+        self.console = None
+        if color:
+            from rich.console import Console
+
+            self.console = Console(highlight=False, force_terminal=args.color == "always" or None)
+
+    def blank(self) -> None:
+        if not self.json:
+            print()
+
+    def emit(self, result) -> None:
+        if self.json:
+            print(json.dumps(result.to_dict(), ensure_ascii=False, indent=self.indent))
+        elif self.console is not None:
+            self.console.print(_highlighted(result))
+            self.console.print(f"[bold]→[/bold] {_escape(result.redacted_text)}")
+            counts: dict[str, int] = {}
+            for span in result.detected_spans:
+                counts[span.label] = counts.get(span.label, 0) + 1
+            found = ", ".join(f"{label}: {n}" for label, n in sorted(counts.items())) or "no PII found"
+            self.console.print(f"[dim]{found}[/dim]")
+        else:
+            print(result.redacted_text)
+        sys.stdout.flush()
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _stdin_lines(encoding: str) -> Iterator[str]:
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        yield _decode(raw, encoding, f"stdin line {number}").rstrip("\r\n")
+
+
+def _batched(items: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def cmd_redact(args: argparse.Namespace) -> int:
+    if args.text is not None and args.file:
+        raise CliError("give TEXT or -f FILE, not both", EXIT_USAGE)
+    examples = [args.text] if args.text is not None else [_read_file(f, args.encoding) for f in args.file]
+    interactive = not examples and sys.stdin.isatty()
+    stdin_text = None
+    if not examples and not interactive and args.whole:
+        stdin_text = _decode(sys.stdin.buffer.read(), args.encoding, "stdin")
+    options = _detect_kwargs(args)
+    detector = _load_detector(args)
+    printer = _Printer(args)
+
+    if examples or stdin_text is not None:
+        for result in detector.redact_many(examples or [stdin_text], **options):
+            printer.emit(result)
+        return 0
+    if interactive:
+        return _interactive(detector, printer, options)
+    # One example per line, in small batches so output streams; empty lines stay
+    # empty in text output (line numbers line up) and are skipped in JSON.
+    for lines in _batched(_stdin_lines(args.encoding), 64):
+        texts = [line for line in lines if line.strip()]
+        results = iter(detector.redact_many(texts, **options)) if texts else iter(())
+        for line in lines:
+            if line.strip():
+                printer.emit(next(results))
+            else:
+                printer.blank()
+    return 0
+
+
+def _interactive(detector, printer: _Printer, options: dict[str, Any]) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+    console.print(f"[dim]{PROG} · model {detector.model_id} · device {detector.device} · "
+                  "type text, or exit to quit[/dim]")
+    if printer.console is None:
+        printer.console = Console(highlight=False)
+    while True:
+        try:
+            text = input("text> ")
+        except EOFError:
+            print()
+            return 0
+        if text.strip() in QUIT_WORDS:
+            return 0
+        if text.strip():
+            printer.emit(detector.redact(text, **options))
+
+
+# -------------------------------------------------------------------- table
+def _format_of(path: str, explicit: str | None, what: str) -> str:
+    if explicit:
+        return explicit
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst", ".lz4"):
+        suffixes = suffixes[:-1]
+    if suffixes and suffixes[-1] in _EXTENSIONS:
+        return _EXTENSIONS[suffixes[-1]]
+    if what == "input" and Path(path).is_dir():
+        return "parquet"
+    raise CliError(f"cannot tell the {what} format of {path!r} from its extension; pass "
+                   f"{'--format' if what == 'input' else '--out-format'} parquet|csv|jsonl", EXIT_USAGE)
+
+
+def _check_columns(schema, columns: Sequence[str], path: str, *, csv: bool = False) -> None:
+    from pii_frames.arrow import _is_text_type
+
+    for column in columns:
+        if column not in schema.names:
+            raise CliError(f"column {column!r} not found in {path}; its columns are: {', '.join(schema.names)}")
+        if not csv and not _is_text_type(schema.field(column).type):
+            raise CliError(f"column {column!r} in {path} has type {schema.field(column).type}, not text; "
+                           "only text columns can be redacted")
+
+
+class _Source:
+    """Batches of an input file as pyarrow Tables, plus its row count when known cheaply."""
+
+    def __init__(self, path: str, fmt: str, columns: Sequence[str], batch_rows: int, encoding: str):
+        if not os.path.exists(path):
+            raise CliError(f"input not found: {path}")
+        self.path, self.fmt, self.columns = path, fmt, list(columns)
+        self.batch_rows, self.encoding = batch_rows, encoding
+        self.total_rows: int | None = None
+        getattr(self, f"_open_{fmt}")()
+
+    def _open_parquet(self) -> None:
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        try:
+            self._dataset = ds.dataset(self.path, format="parquet")
+            schema = self._dataset.schema
+            self.total_rows = self._dataset.count_rows()
+        except (pa.ArrowInvalid, OSError) as error:
+            raise CliError(f"cannot read {self.path} as Parquet: {_one_line(error)}") from None
+        _check_columns(schema, self.columns, self.path)
+
+    def _open_csv(self) -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        read_options = pcsv.ReadOptions(encoding=self.encoding, block_size=1 << 22)
+        try:
+            with pcsv.open_csv(self.path, read_options=read_options) as probe:
+                schema = probe.schema
+        except LookupError:
+            raise CliError(f"unknown encoding {self.encoding!r}; use a Python codec name such as utf-8 or latin-1") from None
+        except (pa.ArrowInvalid, OSError) as error:
+            raise CliError(f"cannot read {self.path} as CSV: {_one_line(error)}") from None
+        _check_columns(schema, self.columns, self.path, csv=True)
+        # CSV has no types: every column is read as text, so nothing is reinterpreted on the way
+        # through and an empty cell stays an empty (null) cell.
+        self._csv_args = dict(
+            read_options=read_options,
+            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in schema.names},
+                                                strings_can_be_null=True),
+        )
+
+    def _open_jsonl(self) -> None:
+        import codecs
+
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise CliError(f"unknown encoding {self.encoding!r}; use a Python codec name such as utf-8 or latin-1") from None
+
+    def __iter__(self) -> Iterator[Any]:
+        return getattr(self, f"_iter_{self.fmt}")()
+
+    def _iter_parquet(self) -> Iterator[Any]:
+        import pyarrow as pa
+
+        scanner = self._dataset.scanner(batch_size=self.batch_rows)
+        try:
+            for batch in scanner.to_batches():
+                if batch.num_rows:
+                    yield pa.Table.from_batches([batch])
+        except (pa.ArrowInvalid, OSError) as error:
+            raise CliError(f"cannot read {self.path} as Parquet: {_one_line(error)}") from None
+
+    def _iter_csv(self) -> Iterator[Any]:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        pending, rows = [], 0
+        try:
+            with pcsv.open_csv(self.path, **self._csv_args) as reader:
+                for batch in reader:
+                    pending.append(batch)
+                    rows += batch.num_rows
+                    if rows >= self.batch_rows:
+                        yield pa.Table.from_batches(pending)
+                        pending, rows = [], 0
+        except pa.ArrowInvalid as error:
+            message = _one_line(error)
+            if "UTF8" in message or "UTF-8" in message:
+                raise CliError(f"{self.path} is not valid {self.encoding}; pass --encoding with the file's "
+                               "encoding, e.g. --encoding latin-1") from None
+            raise CliError(f"cannot read {self.path} as CSV: {message}") from None
+        if pending:
+            yield pa.Table.from_batches(pending)
+
+    def _iter_jsonl(self) -> Iterator[Any]:
+        import pyarrow as pa
+        import pyarrow.json as pj
+
+        lines: list[bytes] = []
+        first_line = 1
+        with open(self.path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not lines:
+                    first_line = number
+                text = _decode(raw, self.encoding, f"{self.path} line {number}")
+                if text.strip():
+                    lines.append(text.strip().encode("utf-8"))
+                if len(lines) >= self.batch_rows:
+                    yield self._parse_json(lines, first_line, pa, pj)
+                    lines = []
+        if lines:
+            yield self._parse_json(lines, first_line, pa, pj)
+
+    def _parse_json(self, lines: list[bytes], first_line: int, pa, pj):
+        data = b"\n".join(lines)
+        try:
+            table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
+        except pa.ArrowInvalid as error:
+            raise CliError(f"cannot parse {self.path} (lines from {first_line}) as JSON Lines: "
+                           f"{_one_line(error)}") from None
+        for column in self.columns:
+            if column not in table.column_names:
+                if first_line == 1:
+                    raise CliError(f"column {column!r} not found in {self.path}; its rows have the keys: "
+                                   f"{', '.join(table.column_names)}")
+                table = table.append_column(column, pa.nulls(table.num_rows, pa.string()))
+            elif pa.types.is_null(table.schema.field(column).type):
+                index = table.column_names.index(column)
+                table = table.set_column(index, column, table.column(column).cast(pa.string()))
+        _check_columns(table.schema, self.columns, self.path)
+        return table
+
+
+class _Sink:
+    """Writes Tables to a temporary file next to OUT; ``commit`` renames it into place."""
+
+    def __init__(self, path: str, fmt: str):
+        self.path, self.fmt = os.path.abspath(path), fmt
+        folder = os.path.dirname(self.path)
+        os.makedirs(folder, exist_ok=True)
+        handle, self.tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
+        os.close(handle)
+        self._writer = None
+        self._schema = None
+        self._text = None
+        self.rows = 0
+
+    def write(self, table) -> None:
+        import pyarrow as pa
+
+        if self.fmt == "jsonl":
+            if self._text is None:
+                self._text = open(self.tmp, "w", encoding="utf-8")
+            for row in table.to_pylist():
+                self._text.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        else:
+            if self.fmt == "csv":
+                table = _flatten_nested(table)
+            if self._schema is None:
+                self._schema = table.schema
+                self._writer = self._open_writer(table.schema)
+            elif table.schema != self._schema:
+                try:
+                    table = table.cast(self._schema)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as error:
+                    raise CliError(f"rows {self.rows}+ have a different schema than the first batch "
+                                   f"({_one_line(error)}); try a larger --batch-rows") from None
+            self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def _open_writer(self, schema):
+        if self.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetWriter(self.tmp, schema)
+        import pyarrow.csv as pcsv
+
+        return pcsv.CSVWriter(self.tmp, schema)
+
+    def commit(self, empty_schema) -> None:
+        if self.fmt != "jsonl" and self._writer is None:
+            # Nothing was read: still write a valid, empty output with the right columns.
+            schema = _flatten_nested(empty_schema.empty_table()).schema if self.fmt == "csv" else empty_schema
+            self._writer = self._open_writer(schema)
+        if self._writer is not None:
+            self._writer.close()
+        if self._text is not None:
+            self._text.close()
+        if self.fmt == "jsonl" and self._text is None:
+            open(self.tmp, "w").close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        for closer in (self._writer, self._text):
+            try:
+                if closer is not None:
+                    closer.close()
+            except Exception:
+                pass
+        try:
+            os.remove(self.tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _flatten_nested(table):
+    """CSV cannot hold lists or structs: write those columns as JSON text."""
+    import pyarrow as pa
+
+    for index, field in enumerate(table.schema):
+        if pa.types.is_nested(field.type):
+            encoded = pa.array(
+                [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in table.column(index).to_pylist()],
+                type=pa.string(),
+            )
+            table = table.set_column(index, field.name, encoded)
+    return table
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+class _LabelCounter:
+    """Spans and rows per label, accumulated batch by batch for the closing summary."""
+
+    def __init__(self):
+        self.spans: dict[str, int] = {}
+        self.rows: dict[str, int] = {}
+        self.rows_with_pii = 0
+
+    def add(self, detected) -> None:
+        import pyarrow.compute as pc
+
+        result = detected.combine_chunks() if hasattr(detected, "combine_chunks") else detected
+        for store, field in ((self.spans, "spans"), (self.rows, "labels")):
+            values = pc.list_flatten(pc.struct_field(result, field))
+            if field == "spans":
+                values = pc.struct_field(values, "label")
+            for item in pc.value_counts(values).to_pylist():
+                store[item["values"]] = store.get(item["values"], 0) + item["counts"]
+        self.rows_with_pii += pc.sum(pc.greater(pc.list_value_length(pc.struct_field(result, "labels")), 0)).as_py() or 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from pii_frames.arrow import apply_detections, detect_table
+
+    if args.batch_rows <= 0:
+        raise CliError("--batch-rows must be positive", EXIT_USAGE)
+    in_fmt = _format_of(args.input, args.format, "input")
+    out_fmt = _format_of(args.out, args.out_format, "output")
+    columns = list(dict.fromkeys(args.column))
+    source = _Source(args.input, in_fmt, columns, args.batch_rows, args.encoding)
+    options = _detect_kwargs(args)
+    detector = _load_detector(args)
+    show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+
+    from tqdm.auto import tqdm
+
+    counters = {column: _LabelCounter() for column in columns}
+    started = time.perf_counter()
+    sink = _Sink(args.out, out_fmt)
+    last_table = None
+    try:
+        with tqdm(total=source.total_rows, unit="row", desc=PROG, disable=not show_progress, file=sys.stderr,
+                  dynamic_ncols=True) as bar:
+            for table in source:
+                detected = detect_table(table, columns, model=detector, progress=False, **options)
+                for column in columns:
+                    counters[column].add(detected[column])
+                out = apply_detections(table, detected, spans=args.spans, category=args.category)
+                sink.write(out)
+                last_table = out
+                bar.update(table.num_rows)
+        if last_table is None:
+            last_table = _empty_output(source, columns, args)
+        sink.commit(last_table.schema)
+    except BaseException:
+        sink.abort()
+        raise
+    _print_summary(args, counters, sink.rows, time.perf_counter() - started, detector)
+    return 0
+
+
+def _empty_output(source: _Source, columns: Sequence[str], args: argparse.Namespace):
+    """The output schema for an input without rows."""
+    import pyarrow as pa
+
+    from pii_frames.arrow import DETECT_TYPE, apply_detections
+
+    if source.fmt == "parquet":
+        schema = source._dataset.schema
+    elif source.fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        with pcsv.open_csv(source.path, **source._csv_args) as reader:
+            schema = reader.schema
+    else:
+        schema = pa.schema([(c, pa.string()) for c in columns])
+    empty = schema.empty_table()
+    found = {c: pa.array([], type=DETECT_TYPE) for c in columns}
+    return apply_detections(empty, found, spans=args.spans, category=args.category)
+
+
+def _print_summary(args, counters: dict[str, _LabelCounter], rows: int, seconds: float, detector) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True, highlight=False)
+    table = Table(title=f"{rows:,} rows → {args.out} in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)",
+                  title_justify="left")
+    table.add_column("column")
+    table.add_column("label")
+    table.add_column("spans", justify="right")
+    table.add_column("rows", justify="right")
+    for column, counter in counters.items():
+        for label in sorted(counter.spans):
+            table.add_row(column, label, f"{counter.spans[label]:,}", f"{counter.rows.get(label, 0):,}")
+        table.add_row(column, "[bold]any[/bold]", f"{sum(counter.spans.values()):,}", f"{counter.rows_with_pii:,}",
+                      end_section=True)
+    console.print(table)
+    console.print(f"[dim]model {detector.model_id} on {detector.device}[/dim]")
+
+
+# --------------------------------------------------------------------- info
+def cmd_info(args: argparse.Namespace) -> int:
+    detector = _load_detector(args)
+    config = detector.config
+    facts = {
+        "model": detector.model_id,
+        "checkpoint": str(detector.checkpoint_dir),
+        "device": str(detector.device),
+        "dtype": str(detector.dtype).replace("torch.", ""),
+        "layout": getattr(config, "layout", None),
+        "layers": config.num_hidden_layers,
+        "hidden_size": config.hidden_size,
+        "experts": f"{config.num_experts} (top {config.experts_per_token})",
+        "vocab_size": config.vocab_size,
+        "n_ctx": detector.n_ctx,
+        "token_budget": detector.token_budget,
+        "labels": detector.span_labels,
+        "token_labels": len(detector.labels),
+        "doc_classes": detector.doc_classes,
+    }
+    if args.json:
+        print(json.dumps(facts, indent=2, ensure_ascii=False))
+        return 0
+    width = max(len(k) for k in facts)
+    for key, value in facts.items():
+        if isinstance(value, list):
+            value = ", ".join(value)
+        print(f"{key:<{width}}  {'none' if value is None else value}")
+    return 0
+
+
+# -------------------------------------------------------------------- bench
+def _synthetic_rows(count: int, words: int, seed: int) -> list[str]:
+    from faker import Faker
+
+    fake = Faker("en_US")
+    fake.seed_instance(seed)
+    rows = []
+    for _ in range(count):
+        parts = [
+            f"Hi, this is {fake.name()} ({fake.email()}), account {fake.bban()}.",
+            f"Please call me on {fake.phone_number()} or write to {fake.address().replace(chr(10), ', ')}.",
+            f"My order from {fake.date()} never arrived; details at {fake.url()}.",
+        ]
+        text = " ".join(parts)
+        while len(text.split()) < words:
+            text += " " + fake.sentence(nb_words=12)
+        rows.append(text)
+    return rows
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.seconds <= 0 or args.batch_rows <= 0 or args.words <= 0:
+        raise CliError("--seconds, --batch-rows and --words must be positive", EXIT_USAGE)
+    # No result cache: every row must really run through the model.
+    detector = _load_detector(args, cache_size=0, progress=False)
+    tokenizer = detector.tokenizer
+    detector.redact_many(_synthetic_rows(4, args.words, seed=0))  # warm-up: lazy init, allocator
+    rows = tokens = 0
+    batch_seed = 1
+    elapsed = 0.0
+    while elapsed < args.seconds:
+        batch = _synthetic_rows(args.batch_rows, args.words, seed=batch_seed)
+        batch_seed += 1
+        batch_tokens = sum(len(ids) for ids in tokenizer.encode_batch(batch))
+        started = time.perf_counter()
+        detector.redact_many(batch)
+        elapsed += time.perf_counter() - started
+        rows += len(batch)
+        tokens += batch_tokens
+    facts = [
+        ("model", detector.model_id), ("device", str(detector.device)),
+        ("dtype", str(detector.dtype).replace("torch.", "")), ("rows", f"{rows:,}"),
+        ("tokens", f"{tokens:,} ({tokens / rows:.0f}/row)"), ("seconds", f"{elapsed:.2f}"),
+        ("rows/s", f"{rows / elapsed:,.1f}"), ("tokens/s", f"{tokens / elapsed:,.0f}"),
+    ]
+    width = max(len(k) for k, _ in facts)
+    for key, value in facts:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+# ----------------------------------------------------------------- download
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _check_online(name: str) -> None:
+    """Fail fast and clearly when the hub cannot be reached (instead of minutes of retries)."""
+    import socket
+    from urllib.parse import urlparse
+
+    offline_hint = (f"cannot download {name}: the Hugging Face hub is not reachable from this machine. "
+                    "Download it where there is network access (pii-frames download, or "
+                    "huggingface-cli download), copy the folder here, then pass --model DIR or set PII_FRAMES_MODEL")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise CliError(offline_hint.replace("is not reachable from this machine", "is disabled (HF_HUB_OFFLINE is set)"))
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return  # a proxy decides reachability; let the client try
+    endpoint = urlparse(_hub_endpoint())
+    try:
+        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=5):
+            pass
+    except OSError:
+        raise CliError(offline_hint) from None
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    name = args.name.strip()
+    if name.count("/") != 1 or name.startswith("/") or name.endswith("/"):
+        raise CliError(f"NAME must be a hub repository like openai/privacy-filter, got {args.name!r}", EXIT_USAGE)
+    _check_online(name)
+    try:
+        from huggingface_hub import HfApi, snapshot_download
+    except ImportError:
+        raise CliError("downloading needs the huggingface_hub package: pip install huggingface_hub") from None
+
+    try:
+        files = HfApi(endpoint=_hub_endpoint()).list_repo_files(name, revision=args.revision)
+    except Exception as error:  # the hub client raises many types (HTTP, auth, not found)
+        raise CliError(f"cannot list {name} on the hub: {_one_line(error)}") from None
+    has_original = any(f.startswith("original/") for f in files)
+    patterns = ["original/*"] if has_original else ["*.json", "*.safetensors"]
+
+    if args.dir is None and name != "openai/privacy-filter":
+        # Into the Hugging Face cache, where `--model NAME` finds it.
+        path = snapshot_download(name, revision=args.revision, allow_patterns=patterns)
+        target = Path(path) / "original" if has_original else Path(path)
+    else:
+        target = Path(args.dir or Path.home() / ".opf" / "privacy_filter").expanduser().resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.download-"))
+        try:
+            snapshot_download(name, revision=args.revision, allow_patterns=patterns, local_dir=staging)
+            source = staging / "original" if has_original else staging
+            target.mkdir(parents=True, exist_ok=True)
+            for item in source.iterdir():
+                if item.name.startswith(".") or item.is_dir():
+                    continue  # hub bookkeeping (.cache) and nested folders
+                os.replace(item, target / item.name)
+        finally:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    print(f"downloaded {name} to {target}")
+    print(f"use it with --model {target if args.dir or name == 'openai/privacy-filter' else name}")
+    return 0
+
+
+# ------------------------------------------------------------ eval / train
+def _train_command(name: str):
+    def run(args: argparse.Namespace, rest: list[str]) -> int:
+        try:
+            from pii_frames.train import commands
+        except ImportError as error:
+            raise CliError(f"`{PROG} {name}` is unavailable: pii_frames.train.commands cannot be imported "
+                           f"({_one_line(error)})") from None
+        parser = argparse.ArgumentParser(prog=f"{PROG} {name}")
+        getattr(commands, f"add_{name}_arguments")(parser)
+        sub_args = parser.parse_args(rest)
+        status = getattr(commands, f"run_{name}")(sub_args)
+        return int(status or 0)
+
+    return run
+
+
+# --------------------------------------------------------------------- main
+def _error_message(error: BaseException) -> str:
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    message = _one_line(error)
+    known = (CliError, FileNotFoundError, ValueError, TypeError, KeyError, RuntimeError, PermissionError)
+    return message if isinstance(error, known) and message else f"{type(error).__name__}: {message}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pii-frames`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    >>> main(["--help"])  # doctest: +SKIP
+    """
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "delegated", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    debug = getattr(args, "debug", False) or "--debug" in (rest or [])
+    try:
+        if getattr(args, "delegated", False):
+            return args.handler(args, [r for r in rest if r != "--debug"])
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, like other Unix tools.
+        sys.stderr.close()
+        return 0
+    except SystemExit:
+        raise
+    except BaseException as error:
+        if debug or getattr(args, "debug", False):
+            raise
+        code = error.code if isinstance(error, CliError) else EXIT_ERROR
+        print(f"{PROG}: error: {_error_message(error)} (run with --debug for the traceback)"
+              if not isinstance(error, CliError) else f"{PROG}: error: {error}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
