@@ -188,6 +188,7 @@ class MetricsAccumulator:
     per_span_label: dict = field(default_factory=dict)
     recalled_chars: dict = field(default_factory=dict)
     gold_chars: dict = field(default_factory=dict)
+    untyped_predictions: SpanCounts = field(default_factory=SpanCounts)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -196,7 +197,7 @@ class MetricsAccumulator:
         self.span_labels = tuple(self.span_labels)
         if not self.per_token_label:
             self.per_token_label = {name: TokenCounts() for name in self.label_names if name != "O"}
-        if not self.per_span_label:
+        if not self.per_span_label and self.typed:
             self.per_span_label = {name: SpanCounts() for name in self.span_labels}
 
     @property
@@ -252,7 +253,8 @@ class MetricsAccumulator:
 
         pred_correct, gold_found = match_spans(gold_spans, pred_spans, typed=self.typed)
         for span, ok in zip(pred_spans, pred_correct):
-            counts = self.per_span_label.setdefault(span.label, SpanCounts())
+            # Untyped predictions may match gold of any label, so they are only counted overall.
+            counts = self.per_span_label.setdefault(span.label, SpanCounts()) if self.typed else self.untyped_predictions
             counts.predicted += 1
             counts.correct += int(ok)
         for span, ok in zip(gold_spans, gold_found):
@@ -273,6 +275,7 @@ class MetricsAccumulator:
     def span_total(self) -> SpanCounts:
         """Span counts summed over labels."""
         total = SpanCounts()
+        total.add(self.untyped_predictions)
         for counts in self.per_span_label.values():
             total.add(counts)
         return total
