@@ -171,22 +171,23 @@ def resolve_policy(spec: Any):
             spec = {"operator": text}
     if not isinstance(spec, Mapping):
         raise TypeError(f"policy must be a pii_frames.Policy, a dict, JSON text or an operator name, got {spec!r}")
-    arguments = dict(spec)
-    operator = arguments.pop("operator", "placeholder")
-    return Policy(operator, **arguments)
+    from pii_frames.arrow import policy_from_mapping
+
+    return policy_from_mapping(spec)
 
 
 def describe_policy(policy: Any) -> dict[str, Any] | None:
     """A JSON-able description of a policy for hashing; a secret key appears only as its SHA-256."""
     if policy is None:
         return None
-    described: dict[str, Any] = {}
-    for name in POLICY_FIELDS:
-        value = getattr(policy, name, None)
-        if name == "key" and value is not None:
-            raw = value.encode() if isinstance(value, str) else bytes(value)
-            value = "sha256:" + hashlib.sha256(raw).hexdigest()
-        described[name] = _jsonable(value)
+    described: dict[str, Any] = {name: _jsonable(getattr(policy, name, None)) for name in POLICY_FIELDS if name != "key"}
+    if getattr(policy, "has_key", False):
+        # The key is not readable back from a Policy; pseudonyms of fixed probes depend on it
+        # (a new key means new pseudonyms, so new outputs) without revealing it.
+        described["key"] = [
+            policy.replacement(label, f"pii_frames fingerprint probe {label}", operator="pseudonym")
+            for label in ("private_person", "private_email", "account_number", "secret")
+        ]
     return described
 
 
