@@ -109,7 +109,8 @@ def policy_from_mapping(spec: Mapping[str, Any]):
     try:
         return Policy(operator, **spec)
     except TypeError as error:
-        raise ValueError(f"invalid policy {dict(spec, operator=operator)!r}: {error}") from None
+        shown = {k: ("<hidden>" if k == "key" else v) for k, v in dict(spec, operator=operator).items()}
+        raise ValueError(f"invalid policy {shown!r}: {error}") from None
 
 
 def resolve_detector(model: Any = None, **load_options: Any) -> Detector:

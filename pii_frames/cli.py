@@ -211,7 +211,7 @@ def _policy(args: argparse.Namespace):
     try:
         return policy_from_mapping(spec)
     except ValueError as error:
-        raise CliError(str(error).replace(repr(spec.get("key")), "'***'") if spec.get("key") else str(error)) from None
+        raise CliError(f"invalid --policy: {error}") from None
 
 
 def _detect_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -6,8 +6,8 @@ views or Parquet/CSV scans::
     >>> import duckdb, pii_frames.duckdb
     >>> con = duckdb.connect()
     >>> pii_frames.duckdb.register(con)  # doctest: +SKIP
-    >>> con.sql("SELECT pii_redact('Call Anna at 555-0100')").fetchone()  # doctest: +SKIP
-    ('Call <PRIVATE_PERSON> at <PRIVATE_PHONE>',)
+    >>> con.sql("SELECT pii_redact('Call Anna at 555-0100')").fetchall()  # doctest: +SKIP
+    [('Call <PRIVATE_PERSON> at <PRIVATE_PHONE>',)]
 
 SQL signatures:
 
@@ -94,8 +94,8 @@ def register(con: duckdb.DuckDBPyConnection, model: Any = None, **options: Any) 
 
     >>> import duckdb, pii_frames.duckdb
     >>> con = pii_frames.duckdb.register(duckdb.connect(), output_mode="redacted")  # doctest: +SKIP
-    >>> con.sql("SELECT pii_redact(NULL)").fetchone()  # doctest: +SKIP
-    (None,)
+    >>> con.sql("SELECT pii_redact(NULL)").fetchall()  # doctest: +SKIP
+    [(None,)]
     """
     if not isinstance(con, duckdb.DuckDBPyConnection):
         raise TypeError(
