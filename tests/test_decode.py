@@ -19,7 +19,9 @@ from pii_frames.decode import (
     argmax_decode,
     decode_spans,
     load_calibration,
+    decode_spans_many,
     viterbi_decode,
+    viterbi_decode_many,
 )
 from pii_frames.decode.spans import (
     discard_overlapping_by_label,
@@ -214,7 +216,7 @@ def test_bad_inputs_are_reported():
 quantised = st.integers(min_value=-6, max_value=0).map(lambda v: float(v) / 2)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     matrix=st.integers(min_value=1, max_value=14).flatmap(
         lambda n: arrays(np.float32, (n, 9), elements=st.one_of(quantised, st.floats(-12, 0, width=32)))
@@ -288,6 +290,65 @@ def test_recall_bias_flags_a_borderline_token():
     strong = log([[0.9, 0.02, 0.02, 0.02, 0.04], [0.2, 0.05, 0.05, 0.05, 0.65], [0.9, 0.02, 0.02, 0.02, 0.04]])
     assert viterbi_decode(strong, ONE_CLASS).tolist() == [O, SX, O]
     assert viterbi_decode(strong, ONE_CLASS, precision).tolist() == [O, O, O]
+
+
+def random_documents(rng, space, count, max_len, ties=False):
+    docs = []
+    for n in rng.integers(0, max_len, size=count):
+        if ties:
+            docs.append((np.round(rng.uniform(-3, 0, size=(n, len(space))) * 2) / 2).astype(np.float32))
+        else:
+            logits = rng.normal(scale=3.0, size=(n, len(space))).astype(np.float32)
+            logits[:, space.background] += 3.0
+            docs.append(torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy())
+    return docs
+
+
+@pytest.mark.parametrize(
+    "space", [DEFAULT, LabelSpace.from_names(["B-x", "I-x", "E-x", "S-x", "O", "S-y", "E-y", "I-y", "B-y"])],
+    ids=["default", "shuffled"],
+)
+def test_batched_viterbi_equals_one_by_one(space):
+    rng = np.random.default_rng(11)
+    docs = random_documents(rng, space, 60, 90) + random_documents(rng, space, 60, 12, ties=True)
+    docs.append(np.zeros((40, len(space)), dtype=np.float32))  # everything tied
+    for biases in (None, dict(zip(BIAS_KEYS, (-0.5, 0.5, 0.25, 0.0, -1.0, 1.0)))):
+        expected = [viterbi_decode(d, space, biases) for d in docs]
+        for budget in (64, 4096):
+            got = viterbi_decode_many(docs, space, biases, token_budget=budget)
+            assert len(got) == len(docs)
+            assert all(np.array_equal(a, b) for a, b in zip(expected, got))
+
+
+def test_batched_viterbi_falls_back_for_extreme_scores():
+    rng = np.random.default_rng(5)
+    docs = random_documents(rng, TWO_CLASSES, 20, 30)
+    docs[3] = docs[3] * 1e7  # scores near the -1e9 impossible-move cost: dense path
+    docs[4] = np.where(docs[4] < -2, -np.inf, docs[4]).astype(np.float32)
+    got = viterbi_decode_many(docs, TWO_CLASSES)
+    for doc, path in zip(docs, got):
+        assert np.array_equal(path, viterbi_decode(doc, TWO_CLASSES))
+    assert [p.tolist() for p in viterbi_decode_many(docs[3:4], TWO_CLASSES)] == [reference_viterbi(docs[3], TWO_CLASSES)]
+
+
+def test_decode_spans_many_equals_decode_spans():
+    rng = np.random.default_rng(2)
+    texts = ["".join(rng.choice(list("ab cd\u00e9\U0001f680"), size=n)) for n in rng.integers(0, 25, size=40)]
+    offsets, docs = [], []
+    for text in texts:
+        cuts = np.arange(len(text) + 1, dtype=np.int32)  # one token per character
+        offsets.append(TokenOffsets(cuts[:-1], cuts[1:], text, False))
+        logits = rng.normal(scale=3.0, size=(len(text), 9)).astype(np.float32)
+        docs.append(torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy())
+    for mode in ("viterbi", "argmax"):
+        many = decode_spans_many(docs, offsets, TWO_CLASSES, mode=mode)
+        assert many == [decode_spans(d, o, TWO_CLASSES, mode=mode) for d, o in zip(docs, offsets)]
+        assert any(many)
+    short = TokenOffsets(np.zeros(1, np.int32), np.ones(1, np.int32), "x", False)
+    with pytest.raises(ValueError, match="document 1: logprobs has shape"):
+        decode_spans_many([docs[0], np.zeros((3, 9), np.float32)], [offsets[0], short], TWO_CLASSES)
+    with pytest.raises(ValueError, match="2 log-prob arrays but 1 offsets"):
+        decode_spans_many(docs[:2], offsets[:1], TWO_CLASSES)
 
 
 # --------------------------------------------------------------------------------------------
