@@ -277,7 +277,7 @@ class _Printer:
         if color:
             from rich.console import Console
 
-            self.console = Console(highlight=False, force_terminal=args.color == "always" or None)
+            self.console = Console(highlight=False, soft_wrap=True, force_terminal=args.color == "always" or None)
 
     def blank(self) -> None:
         if not self.json:
@@ -359,7 +359,7 @@ def _interactive(detector, printer: _Printer, options: dict[str, Any]) -> int:
     console.print(f"[dim]{PROG} · model {detector.model_id} · device {detector.device} · "
                   "type text, or exit to quit[/dim]")
     if printer.console is None:
-        printer.console = Console(highlight=False)
+        printer.console = Console(highlight=False, soft_wrap=True)
     while True:
         try:
             text = input("text> ")
@@ -582,6 +582,7 @@ class _Sink:
             self._text.close()
         if self.fmt == "jsonl" and self._text is None:
             open(self.tmp, "w").close()
+        os.chmod(self.tmp, _output_mode(self.path))
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
@@ -595,6 +596,19 @@ class _Sink:
             os.remove(self.tmp)
         except FileNotFoundError:
             pass
+
+
+def _output_mode(path: str) -> int:
+    """Permissions for OUT: those of the file it replaces, else the usual umask default.
+
+    (mkstemp creates private 0600 files, which would surprise whoever reads OUT next.)
+    """
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _flatten_nested(table):
@@ -700,9 +714,9 @@ def _print_summary(args, counters: dict[str, _LabelCounter], rows: int, seconds:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=True, highlight=False)
-    table = Table(title=f"{rows:,} rows → {args.out} in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)",
-                  title_justify="left")
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"{rows:,} rows → {args.out} in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)")
+    table = Table()
     table.add_column("column")
     table.add_column("label")
     table.add_column("spans", justify="right")
