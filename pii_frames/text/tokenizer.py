@@ -265,12 +265,18 @@ def load_tokenizer(
         checkpoint = Path(checkpoint_dir)
         if not checkpoint.is_dir():
             raise TokenizerError(f"checkpoint directory not found: {checkpoint}")
-        if vocab_size is None:
-            vocab_size = _config_vocab_size(checkpoint)
-        _check_config_encoding(checkpoint)
         candidate = checkpoint / "tokenizer.json"
         if candidate.is_file():
             tokenizer_json = candidate.resolve()
+        config = _read_config(checkpoint)
+        if vocab_size is None and isinstance(config.get("vocab_size"), int):
+            vocab_size = config["vocab_size"]
+        config_encoding = config.get("encoding")
+        if config_encoding not in (None, *_SUPPORTED_ENCODINGS) and tokenizer_json is None:
+            raise TokenizerError(
+                f"{checkpoint / 'config.json'} asks for encoding {config_encoding!r}; only "
+                f"{', '.join(_SUPPORTED_ENCODINGS)} is bundled. Add a tokenizer.json to the checkpoint."
+            )
     if vocab_size is not None:
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size < 256:
             raise TokenizerError(f"vocab_size must be an integer >= 256 (the byte tokens), got {vocab_size!r}")
@@ -333,33 +339,15 @@ def _read_bundled_vocab() -> dict[bytes, int]:
     return load_tiktoken_bpe(str(path), expected_hash=BUNDLED_VOCAB_SHA256)
 
 
-def _config_vocab_size(checkpoint: Path) -> int | None:
-    config = _read_config(checkpoint)
-    value = config.get("vocab_size") if config else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return None
-
-
-def _check_config_encoding(checkpoint: Path) -> None:
-    config = _read_config(checkpoint)
-    name = config.get("encoding") if config else None
-    if name is not None and name not in _SUPPORTED_ENCODINGS and not (checkpoint / "tokenizer.json").is_file():
-        raise TokenizerError(
-            f"{checkpoint / 'config.json'} asks for encoding {name!r}; only "
-            f"{', '.join(_SUPPORTED_ENCODINGS)} is bundled. Add a tokenizer.json to the checkpoint."
-        )
-
-
-def _read_config(checkpoint: Path) -> dict | None:
+def _read_config(checkpoint: Path) -> dict:
     path = checkpoint / "config.json"
     if not path.is_file():
-        return None
+        return {}
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise TokenizerError(f"cannot read {path}: {exc}") from exc
-    return config if isinstance(config, dict) else None
+    return config if isinstance(config, dict) else {}
 
 
 # ---------------------------------------------------------------------------------------------
