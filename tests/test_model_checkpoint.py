@@ -189,7 +189,7 @@ def test_binga_doc_head_wrong_shape(tmp_path):
 
 def test_bad_weight_dtype(dirs):
     with pytest.raises(ValueError, match="weight_dtype"):
-        load_model(dirs[1], weight_dtype="int4")
+        load_model(dirs[1], weight_dtype="int8")
 
 
 def test_out_of_vocabulary_id(model):
@@ -218,10 +218,11 @@ def test_save_opf_checkpoint_round_trip(model, tmp_path, param_dtype):
         assert (a.logits.argmax(-1) == b.logits.argmax(-1)).float().mean() >= 0.9
 
 
-@pytest.mark.parametrize("mode", ["bf16", "fp16", "int8"])
+@pytest.mark.parametrize("mode", ["bf16", "fp16"])
 def test_reduced_precision_modes_agree_with_fp32(dirs, model, mode):
     reduced = load_model(dirs[1], weight_dtype=mode)
-    assert reduced.weight_dtype == {"bf16": "bfloat16", "fp16": "float16", "int8": "int8"}[mode]
+    assert reduced.weight_dtype == {"bf16": "bfloat16", "fp16": "float16"}[mode]
+    assert reduced.block[0].mlp.quantized.w1.dtype == getattr(torch, reduced.weight_dtype)
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, VOCAB, (4, 64), generator=gen)
     with torch.inference_mode():

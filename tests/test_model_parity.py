@@ -166,3 +166,23 @@ def test_training_path_gradients_match_transformers(tmp_path):
         assert float((ours_param.grad - ref_param.grad).abs().max()) <= 1e-4 * max(scale, 1.0)
     embedding_grad = model.embedding.weight.grad
     assert torch.isfinite(embedding_grad).all() and float(embedding_grad[ids[mask]].abs().sum()) > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_and_fp32_agree_with_cpu(tmp_path):
+    hf_dir = make_hf_checkpoint(tmp_path / "hf", seed=8, vocab_size=1000, hidden=128, head_dim=32)
+    cpu = load_model(hf_dir)
+    ids, mask = _padded_batch([300, 40, 7], 1000, seed=4)
+    with torch.inference_mode():
+        expected = torch.log_softmax(cpu(ids, mask).logits, -1)
+        fp32 = load_model(hf_dir, device="cuda", weight_dtype="fp32")
+        got32 = torch.log_softmax(fp32(ids.cuda(), mask.cuda()).logits, -1).cpu()
+        bf16 = load_model(hf_dir, device="cuda")
+        assert bf16.block[0].mlp.swiglu_weight.dtype == torch.bfloat16
+        assert bf16.block[0].mlp.gate.weight.dtype == torch.float32  # router stays fp32
+        got16 = torch.log_softmax(bf16(ids.cuda(), mask.cuda()).logits, -1).cpu()
+    assert float((got32 - expected).abs()[mask].max()) <= 1e-3
+    agreement = (got16.argmax(-1) == expected.argmax(-1))[mask].float().mean().item()
+    assert agreement >= 0.97
+    outputs = run_sequences(bf16, [ids[0, :300].numpy()], n_ctx=128, token_budget=512)
+    assert outputs[0].logprobs.shape == (300, 33)

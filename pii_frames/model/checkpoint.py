@@ -23,7 +23,7 @@ from torch import nn
 from .config import CheckpointError, ModelConfig, read_config
 from .encoder import PrivacyFilterModel
 
-__all__ = ["CheckpointError", "load_model", "save_opf_checkpoint", "resolve_weight_dtype"]
+__all__ = ["CheckpointError", "load_model", "model_from_tensors", "save_opf_checkpoint", "resolve_weight_dtype"]
 
 _LN2 = math.log(2.0)
 
@@ -31,12 +31,11 @@ _DTYPE_ALIASES = {
     "fp32": "float32", "float32": "float32", "float": "float32",
     "bf16": "bfloat16", "bfloat16": "bfloat16",
     "fp16": "float16", "float16": "float16", "half": "float16",
-    "int8": "int8",
 }
 
 
 def resolve_weight_dtype(weight_dtype: str | torch.dtype | None, device: torch.device) -> str:
-    """Canonical weight mode name: "float32", "bfloat16", "float16" or "int8".
+    """Canonical weight mode name: "float32", "bfloat16" or "float16".
 
     ``None`` means float32 on CPU (the parity tier) and bfloat16 on CUDA.
 
@@ -48,12 +47,9 @@ def resolve_weight_dtype(weight_dtype: str | torch.dtype | None, device: torch.d
     key = str(weight_dtype).replace("torch.", "").lower()
     if key not in _DTYPE_ALIASES:
         raise ValueError(
-            f"weight_dtype {weight_dtype!r} is not supported; use one of fp32, bf16, fp16 or int8 (or None)"
+            f"weight_dtype {weight_dtype!r} is not supported; use one of fp32, bf16 or fp16 (or None)"
         )
-    mode = _DTYPE_ALIASES[key]
-    if mode == "int8" and device.type != "cpu":
-        raise ValueError("weight_dtype='int8' is a CPU mode; use bf16 on CUDA")
-    return mode
+    return _DTYPE_ALIASES[key]
 
 
 class _TensorSource:
@@ -96,6 +92,29 @@ class _TensorSource:
 
     def close(self) -> None:
         self._handles.clear()
+
+
+class _DictSource:
+    """In-memory tensors (e.g. a transformers ``state_dict()``) with the same interface."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], label: str):
+        self.tensors = tensors
+        self.file_of = {name: Path(label) for name in tensors}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tensors
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.tensors[name].shape)
+
+    def load(self, name: str) -> torch.Tensor:
+        return self.tensors[name].detach()
+
+    def where(self, name: str) -> str:
+        return f"{self.file_of[name]}:{name}"
+
+    def close(self) -> None:
+        pass
 
 
 # A target parameter is filled from one or more source tensors plus a transform.
@@ -172,7 +191,7 @@ def _target_dtype(name: str, mode: str, device: torch.device) -> torch.dtype:
         # by pii_frames.model.quant after loading) and the embedding table, which is only
         # gathered. Dense projections stay fp32 because CPU bf16 matmuls are slow.
         if name == "embedding.weight":
-            return torch.float16 if mode == "int8" else getattr(torch, mode)
+            return getattr(torch, mode)
         return torch.float32
     return getattr(torch, mode)
 
@@ -220,9 +239,11 @@ def load_model(
 ) -> PrivacyFilterModel:
     """Load a checkpoint folder (opf original or Hugging Face layout, auto-detected).
 
-    ``weight_dtype``: ``None`` (fp32 on CPU, bf16 on CUDA), ``"fp32"``, ``"bf16"``,
-    ``"fp16"`` or ``"int8"`` (CPU only: experts stored int8 per output channel).
-    On CPU, reduced modes keep fp32 compute. A multitask document head is loaded
+    ``weight_dtype``: ``None`` (fp32 on CPU, bf16 on CUDA), ``"fp32"``, ``"bf16"``
+    or ``"fp16"``. On CPU the reduced modes store the experts and the embedding
+    table in that dtype and keep fp32 compute (see :mod:`pii_frames.model.quant`);
+    on CUDA they are the weight dtype of every projection, with fp32 norms,
+    router, softmax and accumulation. A multitask document head is loaded
     from ``doc_head.pt`` + ``multitask_config.json`` or from ``doc_head.*``
     tensors + ``doc_class_names`` in config.json. Parameters are frozen
     (``requires_grad=False``); call ``model.requires_grad_(True)`` to fine-tune.
@@ -244,9 +265,29 @@ def load_model(
         source.close()
 
 
-def _build(checkpoint_dir: Path, config: ModelConfig, source: _TensorSource, device: torch.device,
+def model_from_tensors(
+    config: ModelConfig,
+    tensors: dict[str, torch.Tensor],
+    *,
+    device: str | torch.device = "cpu",
+    weight_dtype: str | torch.dtype | None = None,
+) -> PrivacyFilterModel:
+    """Build a model from in-memory tensors named as in ``config.layout`` (opf or HF).
+
+    fp32 tensors already on ``device`` are used without a copy, so a model built
+    from a transformers ``state_dict()`` shares its memory (benchmarks do this).
+
+    >>> model = model_from_tensors(read_config(hf_dir), hf_model.state_dict())  # doctest: +SKIP
+    """
+    device = torch.device(device)
+    mode = resolve_weight_dtype(weight_dtype, device)
+    return _build(None, config, _DictSource(tensors, f"<{config.layout} tensors>"), device, mode)
+
+
+def _build(checkpoint_dir: Path | None, config: ModelConfig, source, device: torch.device,
            mode: str) -> PrivacyFilterModel:
-    binga_head = _load_binga_doc_head(checkpoint_dir, config)
+    binga_head = _load_binga_doc_head(checkpoint_dir, config) if checkpoint_dir is not None else None
+    checkpoint_dir = checkpoint_dir or Path(f"<{config.layout} tensors>")
     has_native_head = "doc_head.weight" in source
     if (binga_head is not None or has_native_head) and config.doc_class_names is None:
         where = "doc_head.pt" if binga_head is not None else "doc_head.weight"
@@ -290,8 +331,12 @@ def _build(checkpoint_dir: Path, config: ModelConfig, source: _TensorSource, dev
                 f"shape mismatch for {target}: expected {expected} from config.json, found {found}; "
                 "config.json does not match the weights"
             )
-        tensor = tensor.to(device=device, dtype=_target_dtype(target, mode, device))
-        _install(model, target, tensor.contiguous())
+        tensor = tensor.to(device=device, dtype=_target_dtype(target, mode, device)).contiguous()
+        if device.type == "cuda" and target.endswith(("mlp.swiglu_weight", "mlp.out_weight")):
+            # Same logical [E, in, out] shape, column-major storage: the layout the
+            # CUDA grouped GEMM kernels read fastest.
+            tensor = tensor.transpose(-2, -1).contiguous().transpose(-2, -1)
+        _install(model, target, tensor)
         del tensor
         if target.endswith("mlp.out_bias") and device.type == "cpu" and mode != "float32":
             layer = int(target.split(".")[1])
