@@ -190,25 +190,17 @@ class Detector:
 
         callback = bar.update if bar is not None else None
         with self._shared.lock:
-            previous_threads = torch.get_num_threads()
-            if self.threads:
-                torch.set_num_threads(self.threads)
-            try:
-                return run_sequences(
-                    self._shared.model,
-                    sequences,
-                    n_ctx=self.n_ctx,
-                    token_budget=self.token_budget,
-                    progress=callback,
-                )
-            finally:
-                if self.threads:
-                    torch.set_num_threads(previous_threads)
+            return run_sequences(
+                self._shared.model,
+                sequences,
+                n_ctx=self.n_ctx,
+                token_budget=self.token_budget,
+                progress=callback,
+                num_threads=self.threads or "auto",
+            )
 
     def _analyze(self, texts: list[str], settings: _DecodeSettings, progress=None) -> list:
         """Analysis (or the exception that stopped it) for each unique text."""
-        from pii_frames.decode.spans import decode_spans
-
         results: list = [None] * len(texts)
         missing: list[int] = []
         with self._cache_lock:
@@ -251,38 +243,31 @@ class Detector:
                 bar.close()
 
         by_missing = {runnable[j]: out for j, out in enumerate(outputs)}
-        doc_classes = self.doc_classes
-        label_space = self._shared.label_space
-        biases = dict(settings.biases)
-        new_entries = []
+        decodable: list[tuple[int, object, object]] = []  # (position in texts, model output, offsets)
         for k, i in enumerate(missing):
-            text = texts[i]
-            ids = id_lists[k]
-            out = by_missing.get(k, ids)
+            out = by_missing.get(k, id_lists[k])
             if isinstance(out, Exception):
                 results[i] = out
                 continue
             try:
-                offsets = tokenizer.token_offsets(text, ids)
-                spans = decode_spans(
-                    out.logprobs,
-                    offsets,
-                    label_space,
-                    mode=settings.mode,
-                    biases=biases,
-                    trim_whitespace=settings.trim_whitespace,
-                    discard_overlapping=settings.discard_overlapping,
-                )
-                category = category_score = None
-                if out.doc_probs is not None and doc_classes:
-                    best = int(np.argmax(out.doc_probs))
-                    category, category_score = doc_classes[best], float(out.doc_probs[best])
-                analysis = Analysis(offsets.decoded_text, tuple(spans), category, category_score, bool(offsets.mismatch))
+                decodable.append((i, out, tokenizer.token_offsets(texts[i], id_lists[k])))
             except Exception as exc:
                 results[i] = exc
+        span_lists = self._decode_many(decodable, settings)
+
+        doc_classes = self.doc_classes
+        new_entries = []
+        for (i, out, offsets), spans in zip(decodable, span_lists):
+            if isinstance(spans, Exception):
+                results[i] = spans
                 continue
+            category = category_score = None
+            if out.doc_probs is not None and doc_classes:
+                best = int(np.argmax(out.doc_probs))
+                category, category_score = doc_classes[best], float(out.doc_probs[best])
+            analysis = Analysis(offsets.decoded_text, tuple(spans), category, category_score, bool(offsets.mismatch))
             results[i] = analysis
-            new_entries.append(((text, settings), analysis))
+            new_entries.append(((texts[i], settings), analysis))
         if self.cache_size > 0:
             with self._cache_lock:
                 for key, analysis in new_entries:
@@ -290,6 +275,31 @@ class Detector:
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
         return results
+
+    def _decode_many(self, decodable: list, settings: _DecodeSettings) -> list:
+        """Span lists for many documents in one batched Viterbi; per document when one of them fails."""
+        from pii_frames.decode.spans import decode_spans_many
+
+        options = dict(
+            mode=settings.mode,
+            biases=dict(settings.biases),
+            trim_whitespace=settings.trim_whitespace,
+            discard_overlapping=settings.discard_overlapping,
+        )
+        label_space = self._shared.label_space
+        try:
+            return decode_spans_many(
+                [out.logprobs for _, out, _ in decodable], [offsets for _, _, offsets in decodable],
+                label_space, **options,
+            )
+        except Exception:
+            span_lists: list = []
+            for _, out, offsets in decodable:
+                try:
+                    span_lists.append(decode_spans_many([out.logprobs], [offsets], label_space, **options)[0])
+                except Exception as exc:
+                    span_lists.append(exc)
+            return span_lists
 
     def _results(self, values: Sequence, *, policy, output_mode, decode_mode, biases, on_error, progress) -> list:
         """RedactionResult | None | RowError per input value, in input order."""
