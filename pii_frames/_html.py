@@ -2,8 +2,9 @@
 
 ``pii_frames.show(...)`` returns a :class:`DetectionTable`, which Jupyter
 renders as HTML (one row per text: the text with its spans highlighted and
-labelled, the redacted text and the category) and a terminal prints as
-plain text. The colours per label are shared with the CLI.
+labelled, reusing ``RedactionResult._repr_html_``), the redacted text and
+the category; a terminal prints it as plain text. Label colours are those
+of ``RedactionResult`` (the CLI uses them too).
 """
 
 from __future__ import annotations
@@ -13,35 +14,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LABEL_COLORS", "label_color", "highlight_html", "DetectionRow", "DetectionTable", "show"]
-
-# One light colour per default label (readable with dark text); other labels
-# (custom label spaces) get colours from the fallback cycle.
-LABEL_COLORS = {
-    "account_number": "#ffd6a5",
-    "private_address": "#caffbf",
-    "private_date": "#9bf6ff",
-    "private_email": "#a0c4ff",
-    "private_person": "#ffadad",
-    "private_phone": "#bdb2ff",
-    "private_url": "#fdffb6",
-    "secret": "#ffc6ff",
-}
-_FALLBACK_COLORS = ("#e9c46a", "#a8dadc", "#f4a261", "#b5e48c", "#cdb4db", "#ffafcc", "#d8e2dc", "#f1c0e8")
-
+__all__ = ["label_color", "highlight_html", "DetectionRow", "DetectionTable", "show"]
 
 def label_color(label: str) -> str:
-    """Background colour (hex) used for ``label`` in notebooks and the terminal.
+    """Background colour (hex) of ``label``: the same as in ``RedactionResult._repr_html_`` and the CLI.
 
-    >>> label_color("private_email")
-    '#a0c4ff'
-    >>> label_color("my_custom_label") == label_color("my_custom_label")
+    >>> label_color("private_email") == label_color("private_email")
+    True
+    >>> label_color("my_custom_label").startswith("#")
     True
     """
-    if label in LABEL_COLORS:
-        return LABEL_COLORS[label]
-    # A stable hash (not hash(), which is salted per process) keeps colours fixed across runs.
-    return _FALLBACK_COLORS[sum(label.encode()) % len(_FALLBACK_COLORS)]
+    from pii_frames.redact.result import label_colour
+
+    return label_colour(label)
 
 
 def _span_fields(span: Any) -> tuple[str, int, int, float | None]:
@@ -70,7 +55,7 @@ def highlight_html(text: str, spans: Iterable[Any]) -> str:
         parts.append(
             f'<mark class="pii-span" style="background:{label_color(label)};color:#111;padding:0 2px;'
             f'border-radius:3px" title="{html.escape(title, quote=True)}">{html.escape(text[start:end])}'
-            f'<sup style="font-size:0.65em;margin-left:2px">{html.escape(label)}</sup></mark>'
+            f'<sub style="font-size:0.65em;opacity:0.75;margin-left:2px">{html.escape(label)}</sub></mark>'
         )
         cursor = end
     parts.append(html.escape(text[cursor:]))
@@ -85,6 +70,7 @@ class DetectionRow:
     spans: list = field(default_factory=list)
     redacted_text: str | None = None
     category: str | None = None
+    result: Any = None  # the RedactionResult, when there is one: its own HTML view is reused
 
 
 class DetectionTable:
@@ -109,7 +95,7 @@ class DetectionTable:
         rows = [
             DetectionRow(None)
             if result is None
-            else DetectionRow(result.text, list(result.detected_spans), result.redacted_text, result.category)
+            else DetectionRow(result.text, list(result.detected_spans), result.redacted_text, result.category, result)
             for result in results
         ]
         return cls(rows, **kwargs)
@@ -156,7 +142,8 @@ class DetectionTable:
             if row.text is None:
                 cells = [str(i), "<i>null</i>", "<i>null</i>"] + (["<i>null</i>"] if show_category else [])
             else:
-                cells = [str(i), highlight_html(row.text, row.spans), html.escape(row.redacted_text or "")]
+                view = row.result._repr_html_() if hasattr(row.result, "_repr_html_") else highlight_html(row.text, row.spans)
+                cells = [str(i), view, html.escape(row.redacted_text or "")]
                 if show_category:
                     cells.append(html.escape(row.category or ""))
             out.append("<tr>" + "".join(f"<td {cell}>{c}</td>" for c in cells) + "</tr>")

@@ -82,4 +82,4 @@ def test_notebook_executes():
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the label plot was not drawn"
-    assert any("pii-span" in o.get("data", {}).get("text/html", "") for o in outputs), "no highlighted spans shown"
+    assert any("<mark" in o.get("data", {}).get("text/html", "") for o in outputs), "no highlighted spans shown"
