@@ -286,3 +286,14 @@ def test_tokenizer_json_errors_are_explicit(tmp_path):
     tokenizer_module._CACHE.clear()
     with pytest.raises(TokenizerError, match="cannot read"):
         load_tokenizer(unordered)
+
+
+def test_tokenizer_pickles_by_origin(tok):
+    import pickle
+
+    payload = pickle.dumps(tok)
+    assert len(payload) < 1000  # not the 200k ranks
+    assert pickle.loads(payload) is tok
+    small = load_tokenizer(vocab_size=1000)
+    clone = pickle.loads(pickle.dumps(small))
+    assert clone.n_vocab == 1000 and clone.encode(TEST_VECTOR_TEXT) == small.encode(TEST_VECTOR_TEXT)

@@ -97,6 +97,8 @@ class Tokenizer:
     def __init__(self, encoding: tiktoken.Encoding, token_bytes: Sequence[bytes | None], source: str):
         self._encoding = encoding
         self.source = source
+        # (tokenizer.json path or None for the bundled vocabulary, vocab_size): enough to rebuild.
+        self._origin: tuple[Path | None, int | None] = (None, None)
         # Per-id byte length; 0 marks an id with no token (gaps between ranks and specials).
         lengths = np.zeros(len(token_bytes), dtype=np.int64)
         for token_id, raw in enumerate(token_bytes):
@@ -219,6 +221,10 @@ class Tokenizer:
                 )
         return id_array
 
+    def __reduce__(self):
+        # Pickle by origin, not by its 200k ranks: the receiving process reloads (and caches) it.
+        return (_cached_tokenizer, self._origin)
+
     def __repr__(self) -> str:
         return f"Tokenizer(name={self.name!r}, n_vocab={self.n_vocab}, source={self.source!r})"
 
@@ -282,6 +288,10 @@ def load_tokenizer(
             raise TokenizerError(f"vocab_size must be an integer >= 256 (the byte tokens), got {vocab_size!r}")
         vocab_size = int(vocab_size)
 
+    return _cached_tokenizer(tokenizer_json, vocab_size)
+
+
+def _cached_tokenizer(tokenizer_json: Path | None, vocab_size: int | None) -> Tokenizer:
     source = str(tokenizer_json) if tokenizer_json is not None else str(BUNDLED_VOCAB_PATH)
     key = (source, vocab_size)
     with _CACHE_LOCK:
@@ -293,6 +303,7 @@ def load_tokenizer(
         else:
             ranks, specials, pattern = _read_bundled_vocab(), dict(O200K_SPECIAL_TOKENS), O200K_PATTERN
         tokenizer = _build(ranks, specials, pattern, vocab_size=vocab_size, source=source)
+        tokenizer._origin = (tokenizer_json, vocab_size)
         _CACHE[key] = tokenizer
         return tokenizer
 
