@@ -293,7 +293,7 @@ def test_tokenizer_pickles_by_origin(tok):
 
     payload = pickle.dumps(tok)
     assert len(payload) < 1000  # not the 200k ranks
-    assert pickle.loads(payload) is tok
+    assert pickle.loads(payload) is load_tokenizer()  # the process-wide cached instance
     small = load_tokenizer(vocab_size=1000)
     clone = pickle.loads(pickle.dumps(small))
     assert clone.n_vocab == 1000 and clone.encode(TEST_VECTOR_TEXT) == small.encode(TEST_VECTOR_TEXT)
