@@ -297,3 +297,15 @@ def test_tokenizer_pickles_by_origin(tok):
     small = load_tokenizer(vocab_size=1000)
     clone = pickle.loads(pickle.dumps(small))
     assert clone.n_vocab == 1000 and clone.encode(TEST_VECTOR_TEXT) == small.encode(TEST_VECTOR_TEXT)
+
+
+def test_tokenizer_json_special_token_listed_in_vocab_stays_special(tmp_path):
+    spec = {
+        "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "<|x|>": 3}, "merges": ["a b"]},
+        "pre_tokenizer": {"type": "ByteLevel"},
+        "added_tokens": [{"id": 3, "content": "<|x|>", "special": True}],
+    }
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    tok = load_tokenizer(tmp_path)
+    assert tok.special_tokens == {"<|x|>": 3}
+    assert tok.encode("ab<|x|>a") == [2, 3, 0]

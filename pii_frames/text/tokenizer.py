@@ -412,11 +412,17 @@ def _read_tokenizer_json(path: Path) -> tuple[dict[bytes, int], dict[str, int], 
             )
         previous = merged_id
 
+    # Added tokens are matched as whole strings in the input, like tiktoken special tokens. A special
+    # token that also sits in the BPE vocabulary under the same id is taken out of the BPE ranks.
     specials: dict[str, int] = {}
     for added in spec.get("added_tokens") or []:
         content, token_id = added.get("content"), added.get("id")
-        if isinstance(content, str) and isinstance(token_id, int) and content not in model["vocab"]:
-            specials[content] = token_id
+        if isinstance(content, str) and isinstance(token_id, int):
+            if content not in model["vocab"] or added.get("special"):
+                specials[content] = token_id
+    duplicated = {token_id for content, token_id in specials.items() if model["vocab"].get(content) == token_id}
+    if duplicated:
+        ranks = {token: rank for token, rank in ranks.items() if rank not in duplicated}
     taken = set(ranks.values())
     clash = [text for text, token_id in specials.items() if token_id in taken]
     if clash:
