@@ -213,3 +213,8 @@ def test_cuda_device_auto_and_explicit():
         assert loading.resolve_device("auto").type == "cpu"
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             loading.resolve_device("cuda")
+
+
+def test_policy_with_unknown_label_is_rejected(detector):
+    with pytest.raises(ValueError, match="private_persn"):
+        detector.redact("Ann", policy=pii.Policy(labels=["private_persn"]))

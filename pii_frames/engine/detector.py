@@ -308,6 +308,8 @@ class Detector:
         on_error = _check_choice("on_error", on_error or self.on_error, ON_ERROR)
         output_mode = _check_choice("output_mode", output_mode or self.output_mode, OUTPUT_MODES)
         policy = policy if policy is not None else self.policy
+        if policy is not None:
+            policy.check_labels(self._shared.label_space.span_labels)
         settings = self._decode_settings(decode_mode, biases)
 
         unique: dict[str, int] = {}
