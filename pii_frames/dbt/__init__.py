@@ -80,9 +80,15 @@ class Plugin(BasePlugin):
         from pii_frames.arrow import split_options
         from pii_frames.engine.loading import resolve_checkpoint
 
-        split_options(self.options)  # a malformed policy fails when dbt starts, not inside a query
+        try:
+            split_options(self.options)  # a malformed policy fails when dbt starts, not inside a query
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"pii_frames.dbt plugin: invalid config in profiles.yml: {error}") from error
         # Resolving is cheap (no weights are read) and turns a missing model into a clear error now.
-        self.checkpoint_dir, self.model_id = resolve_checkpoint(self.model)
+        try:
+            self.checkpoint_dir, self.model_id = resolve_checkpoint(self.model)
+        except Exception as error:
+            raise type(error)(f"pii_frames.dbt plugin (profiles.yml `model`): {error}") from error
 
     def configure_connection(self, conn) -> None:
         from pii_frames.duckdb import register
