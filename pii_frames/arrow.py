@@ -403,8 +403,8 @@ def apply_detections(
     duplicated = sorted({name for name in out_names if out_names.count(name) > 1})
     if duplicated:
         raise ValueError(
-            f"output column(s) {duplicated} would appear twice; rename the existing column(s) or drop "
-            "spans=/category="
+            f"output column(s) {duplicated} would appear twice; rename or drop the existing column(s), "
+            "or do not ask for the span/category columns"
         )
     if isinstance(table, pa.RecordBatch):
         return pa.RecordBatch.from_arrays(out_columns, names=out_names)
