@@ -240,3 +240,34 @@ def test_training_commands_are_wired_lazily():
     else:
         assert done.returncode == 0, done.stderr
         assert done.stdout.decode().startswith("usage: pii-frames eval")
+
+
+def test_interactive_prompt_in_a_terminal(detector):
+    import pty
+    import select
+
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "PII_FRAMES_MODEL": MODEL, "PII_FRAMES_PROGRESS": "0", "COLUMNS": "200"}
+    process = subprocess.Popen([sys.executable, "-m", "pii_frames.cli", "redact"], stdin=terminal, stdout=terminal,
+                               stderr=terminal, env=env, close_fds=True)
+    os.close(terminal)
+    os.write(controller, (TEXT + "\nexit\n").encode())
+    output = b""
+    try:
+        while True:
+            ready, _, _ = select.select([controller], [], [], 60)
+            if not ready:
+                break
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closes when the process exits
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(controller)
+        assert process.wait(timeout=60) == 0
+    text = output.decode("utf-8", errors="replace")
+    assert "text> " in text
+    assert detector.redact(TEXT).redacted_text in text
