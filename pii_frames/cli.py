@@ -269,10 +269,10 @@ def _highlighted(result) -> Any:
 class _Printer:
     """Writes one result in the chosen format (stdout carries only the data)."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, *, interactive: bool = False):
         self.json = args.json
         self.indent = args.json_indent if args.json_indent > 0 else None
-        color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+        color = args.color == "always" or (args.color == "auto" and (sys.stdout.isatty() or interactive))
         self.console = None
         if color:
             from rich.console import Console
@@ -331,7 +331,7 @@ def cmd_redact(args: argparse.Namespace) -> int:
         stdin_text = _decode(sys.stdin.buffer.read(), args.encoding, "stdin")
     options = _detect_kwargs(args)
     detector = _load_detector(args)
-    printer = _Printer(args)
+    printer = _Printer(args, interactive=interactive)
 
     if examples or stdin_text is not None:
         for result in detector.redact_many(examples or [stdin_text], **options):
@@ -358,8 +358,6 @@ def _interactive(detector, printer: _Printer, options: dict[str, Any]) -> int:
     console = Console(stderr=True, highlight=False)
     console.print(f"[dim]{PROG} · model {detector.model_id} · device {detector.device} · "
                   "type text, or exit to quit[/dim]")
-    if printer.console is None:
-        printer.console = Console(highlight=False, soft_wrap=True)
     while True:
         try:
             text = input("text> ")
@@ -487,9 +485,6 @@ class _Source:
             yield pa.Table.from_batches(pending)
 
     def _iter_jsonl(self) -> Iterator[Any]:
-        import pyarrow as pa
-        import pyarrow.json as pj
-
         lines: list[bytes] = []
         first_line = 1
         with open(self.path, "rb") as handle:
@@ -500,12 +495,15 @@ class _Source:
                 if text.strip():
                     lines.append(text.strip().encode("utf-8"))
                 if len(lines) >= self.batch_rows:
-                    yield self._parse_json(lines, first_line, pa, pj)
+                    yield self._parse_json(lines, first_line)
                     lines = []
         if lines:
-            yield self._parse_json(lines, first_line, pa, pj)
+            yield self._parse_json(lines, first_line)
 
-    def _parse_json(self, lines: list[bytes], first_line: int, pa, pj):
+    def _parse_json(self, lines: list[bytes], first_line: int):
+        import pyarrow as pa
+        import pyarrow.json as pj
+
         data = b"\n".join(lines)
         try:
             table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
