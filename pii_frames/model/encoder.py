@@ -55,15 +55,15 @@ class Attention(nn.Module):
         self.sinks = nn.Parameter(torch.zeros(self.num_heads))  # natural-log units
         self.out = nn.Linear(self.num_heads * self.head_dim, config.hidden_size)
 
-    def forward(self, x, cos, sin, key_valid):
+    def forward(self, x, rotation, key_valid):
         batch, length, _ = x.shape
         h = self.norm(x, self.qkv.weight.dtype)
         qkv = self.qkv(h)
         q_size = self.num_heads * self.head_dim
         kv_size = self.num_kv_heads * self.head_dim
         q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
-        q = apply_rotary(q.view(batch, length, self.num_heads, self.head_dim), cos, sin, self.qk_scale)
-        k = apply_rotary(k.view(batch, length, self.num_kv_heads, self.head_dim), cos, sin, self.qk_scale)
+        q = apply_rotary(q.view(batch, length, self.num_heads, self.head_dim), rotation, self.qk_scale)
+        k = apply_rotary(k.view(batch, length, self.num_kv_heads, self.head_dim), rotation, self.qk_scale)
         v = v.view(batch, length, self.num_kv_heads, self.head_dim)
         a = banded_attention(q, k, v, self.sinks, key_valid, self.left, self.right)
         return self.out(a.to(self.out.weight.dtype)).float()
@@ -75,8 +75,8 @@ class Block(nn.Module):
         self.attn = Attention(config)
         self.mlp = MoE(config)
 
-    def forward(self, x, cos, sin, key_valid, valid_rows):
-        x = x + self.attn(x, cos, sin, key_valid)
+    def forward(self, x, rotation, key_valid, valid_rows):
+        x = x + self.attn(x, rotation, key_valid)
         flat = x.reshape(-1, x.shape[-1])
         if valid_rows is None:
             flat = flat + self.mlp(flat)
@@ -139,9 +139,9 @@ class PrivacyFilterModel(nn.Module):
             else:
                 key_valid = None
         x = self.embedding(input_ids).float()
-        cos, sin = self.rotary(length, input_ids.device)
+        rotation = self.rotary(length, input_ids.device)
         for block in self.block:
-            x = block(x, cos, sin, key_valid, valid_rows)
+            x = block(x, rotation, key_valid, valid_rows)
         h = self.norm(x)
         logits = self.unembedding(h.to(self.unembedding.weight.dtype)).float()
         if key_valid is None:

@@ -27,15 +27,21 @@ from .norm import RMSNorm
 __all__ = ["MoE", "clamped_swiglu"]
 
 
-def clamped_swiglu(z: torch.Tensor, limit: float, alpha: float) -> torch.Tensor:
+def clamped_swiglu(z: torch.Tensor, limit: float, alpha: float, inplace: bool = False) -> torch.Tensor:
     """gate * sigmoid(alpha * gate) * (up + 1) with gate clamped above and up both sides.
 
     ``z`` holds the gate half first and the linear ("up") half second.
+    ``inplace`` overwrites ``z`` (inference only) to save memory passes; the
+    result is bit-identical.
 
     >>> clamped_swiglu(torch.tensor([[0.0, 10.0, 1.0, -10.0]]), 7.0, 1.702).tolist()
     [[0.0, 0.0]]
     """
     gate, up = z.chunk(2, dim=-1)
+    if inplace:
+        gate = gate.clamp_(max=limit)
+        up = up.clamp_(min=-limit, max=limit).add_(1)
+        return torch.mul(gate, alpha).sigmoid_().mul_(gate).mul_(up)
     gate = gate.clamp(max=limit)
     up = up.clamp(min=-limit, max=limit)
     return gate * torch.sigmoid(gate * alpha) * (up + 1)
@@ -56,11 +62,18 @@ class _Routing:
         self.top_k = top_k
         self.num_tokens = router_logits.shape[0]
 
-    def combine(self, expert_out: torch.Tensor) -> torch.Tensor:
-        """[N*k, H] outputs in sorted order -> [N, H]: weighted, summed over k, times k."""
-        weighted = expert_out.float() * self.weights.reshape(-1)[self.order, None]
-        unsorted = torch.empty_like(weighted).index_copy(0, self.order, weighted)
-        return unsorted.view(self.num_tokens, self.top_k, -1).sum(dim=1) * self.top_k
+    def combine(self, expert_out: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """[N*k, H] outputs in sorted order -> [N, H]: weighted, summed over k, times k.
+
+        ``inplace`` reuses ``expert_out`` (fp32, not needed for autograd) as scratch.
+        """
+        pair_weights = self.weights.reshape(-1)[self.order, None]
+        if inplace and expert_out.dtype == torch.float32:
+            weighted = expert_out.mul_(pair_weights)
+        else:
+            weighted = expert_out.float() * pair_weights
+        unsorted = torch.empty_like(weighted).index_copy_(0, self.order, weighted)
+        return unsorted.view(self.num_tokens, self.top_k, -1).sum(dim=1).mul_(self.top_k)
 
 
 _GROUPED_MM_BROKEN: set[tuple[str, torch.dtype]] = set()
@@ -117,17 +130,19 @@ class MoE(nn.Module):
                 expert_out = self._padded_bmm(x_sorted, routing)
         else:
             expert_out = self._padded_bmm(x_sorted, routing)
-        return routing.combine(expert_out)
+        return routing.combine(expert_out, inplace=not torch.is_grad_enabled())
 
     def _grouped(self, x_sorted: torch.Tensor, routing: _Routing) -> torch.Tensor:
+        """Inference: two grouped GEMMs over the expert-sorted rows, fp32 elementwise in place."""
         w1, w2 = self.swiglu_weight, self.out_weight
         offs = routing.ends.to(torch.int32)
         experts = routing.expert_of_pair
         z = torch._grouped_mm(x_sorted.to(w1.dtype), w1, offs=offs).float()
-        z = z + self.swiglu_bias.float()[experts]
-        act = clamped_swiglu(z, self.limit, self.alpha)
+        z.add_(self.swiglu_bias.float()[experts])
+        act = clamped_swiglu(z, self.limit, self.alpha, inplace=True)
+        del z
         y = torch._grouped_mm(act.to(w2.dtype), w2, offs=offs).float()
-        return y + self.out_bias.float()[experts]
+        return y.add_(self.out_bias.float()[experts])
 
     def _padded_bmm(self, x_sorted: torch.Tensor, routing: _Routing) -> torch.Tensor:
         """Differentiable path: rows scattered into [hit experts, max count, H], two bmm."""

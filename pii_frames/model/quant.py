@@ -48,7 +48,7 @@ class QuantizedExperts:
             if end == start:
                 continue
             z = torch.addmm(self.b1[expert], x_sorted[start:end], self.w1[expert].float())
-            act = clamped_swiglu(z, limit, alpha)
+            act = clamped_swiglu(z, limit, alpha, inplace=True)
             torch.addmm(self.b2[expert], act, self.w2[expert].float(), out=out[start:end])
             start = end
         return out

@@ -48,7 +48,11 @@ def yarn_inv_freq(config: ModelConfig) -> tuple[torch.Tensor, float]:
 
 
 class RotaryEmbedding(torch.nn.Module):
-    """cos/sin tables for positions ``0..T-1`` (positions restart in every window)."""
+    """Rotation table for positions ``0..T-1`` (positions restart in every window).
+
+    ``forward(T, device)`` returns complex64 [T, head_dim // 2] holding
+    ``concentration * (cos + i sin)`` of each position's angles.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -56,37 +60,36 @@ class RotaryEmbedding(torch.nn.Module):
         # the module's parameters are created on the meta device for loading.
         with torch.device("cpu"):
             self.inv_freq, self.concentration = yarn_inv_freq(config)
-        self._cache: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cache: dict[tuple[int, torch.device], torch.Tensor] = {}
 
-    def forward(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (length, device)
+    def forward(self, length: int, device: torch.device) -> torch.Tensor:
+        key = (length, torch.device(device))
         cached = self._cache.get(key)
         if cached is not None:
             return cached
         # Built as ordinary tensors even under inference_mode so that a later
-        # training forward can reuse the cached tables.
+        # training forward can reuse the cached table.
         with torch.inference_mode(False), torch.no_grad():
             positions = torch.arange(length, device=device, dtype=torch.float32)
             angles = positions[:, None] * self.inv_freq.to(device=device, dtype=torch.float32)[None, :]
-            cos_sin = (angles.cos() * self.concentration, angles.sin() * self.concentration)
+            rotation = torch.complex(angles.cos() * self.concentration, angles.sin() * self.concentration)
         if len(self._cache) > 64:  # windows have few distinct lengths; bound the cache anyway
             self._cache.clear()
-        self._cache[key] = cos_sin
-        return cos_sin
+        self._cache[key] = rotation
+        return rotation
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def apply_rotary(x: torch.Tensor, rotation: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Rotate interleaved pairs ``(x[2i], x[2i+1])`` of x [B, T, heads, head_dim], then multiply by scale.
 
-    cos/sin are [T, head_dim // 2] in fp32; the math is fp32 and the result has x's dtype.
+    ``rotation`` is the complex [T, head_dim // 2] table from :class:`RotaryEmbedding`:
+    pair i becomes ``(x[2i] cos - x[2i+1] sin, x[2i+1] cos + x[2i] sin)``, which is
+    one complex multiplication. Math in fp32; the result has x's dtype.
 
     >>> x = torch.ones(1, 1, 1, 2)
-    >>> apply_rotary(x, torch.zeros(1, 1), torch.ones(1, 1)).tolist()
+    >>> apply_rotary(x, torch.tensor([[1j]])).tolist()
     [[[[-1.0, 1.0]]]]
     """
-    pairs = x.float().unflatten(-1, (-1, 2))
-    even, odd = pairs[..., 0], pairs[..., 1]
-    cos = cos[None, :, None, :]
-    sin = sin[None, :, None, :]
-    rotated = torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1)
-    return (rotated.flatten(-2) * scale).to(x.dtype)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    rotated = torch.view_as_real(pairs * rotation[None, :, None, :]).flatten(-2)
+    return (rotated * scale).to(x.dtype)
