@@ -44,17 +44,16 @@ with DAG(
     doc_md=__doc__,
     tags=["pii", "pii_frames", "data-quality"],
     params={
+        # source, columns and destination have no default: a trigger must name them.
         "source": Param(
-            "/data/raw/table.parquet",
             type="string",
             minLength=1,
             description="Parquet file/folder, or duckdb:///path.db::schema.table",
         ),
         "columns": Param(
-            ["body"], type="array", items={"type": "string"}, minItems=1, description="Text columns to sanitize"
+            type="array", items={"type": "string"}, minItems=1, description="Text columns to sanitize"
         ),
         "destination": Param(
-            "/data/clean/table",
             type="string",
             minLength=1,
             description="Parquet folder, or duckdb:///path.db::schema.table",

@@ -201,6 +201,8 @@ def test_failed_run_publishes_nothing(example_dag_runs):
     assert str(failed.state) == "failed"
     assert [states[("pii_sanitize.sanitize_chunk", i)] for i in range(5)] == ["success"] * 2 + ["failed"] * 3
     assert states[("pii_sanitize.publish", -1)] == "upstream_failed"
+    labels = {ti.rendered_map_index for ti in failed.get_task_instances() if ti.map_index >= 0}
+    assert labels == {f"chunk {i}" for i in range(5)}  # mapped tasks are named after their chunk in the UI
     assert example_dag_runs["runs_after_failure"] == FAILING_FROM_CHUNK
 
 

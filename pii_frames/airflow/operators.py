@@ -224,8 +224,9 @@ def pii_sanitize_table(
     Parameters are those of :class:`PiiSanitizeOperator` (all templated, e.g.
     ``"{{ params.source }}"``), plus where the model-running tasks go:
     ``pool``/``queue`` (e.g. a GPU worker pool) and ``max_parallel_chunks``
-    (``max_active_tis_per_dagrun`` of the mapped task). Returns the task group;
-    its ``publish`` task returns the publish summary.
+    (``max_active_tis_per_dagrun`` of the mapped task). Returns the ``publish``
+    task's output (an XComArg holding the publish summary), so downstream
+    tasks can depend on it: ``pii_sanitize_table(...) >> notify()``.
 
     Example::
 
