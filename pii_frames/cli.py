@@ -433,11 +433,11 @@ class _Source:
             raise CliError(f"cannot read {self.path} as CSV: {_one_line(error)}") from None
         _check_columns(schema, self.columns, self.path, csv=True)
         # CSV has no types: every column is read as text, so nothing is reinterpreted on the way
-        # through and an empty cell stays an empty (null) cell.
+        # through. Only an empty cell is null ("NA", "null"... are kept as written).
         self._csv_args = dict(
             read_options=read_options,
             convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in schema.names},
-                                                strings_can_be_null=True),
+                                                strings_can_be_null=True, null_values=[""]),
         )
 
     def _open_jsonl(self) -> None:

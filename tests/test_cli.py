@@ -154,13 +154,14 @@ def test_table_parquet_in_batches_with_spans_and_summary(tmp_path, detector):
 
 def test_table_csv_to_jsonl_and_csv(tmp_path, detector):
     source = tmp_path / "in.csv"
-    source.write_text('id,body\n1,"' + TEXT + '"\n2,\n3,"' + ROWS[2] + '"\n', encoding="utf-8")
+    source.write_text('id,body\n1,"' + TEXT + '"\n2,\n3,"' + ROWS[2] + '"\n4,NA\n', encoding="utf-8")
     jsonl = tmp_path / "out.jsonl"
     done = cli("table", str(source), "-c", "body", "-o", str(jsonl), "--spans")
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
-    assert [r["id"] for r in rows] == ["1", "2", "3"]  # CSV columns are read as text, unchanged
-    assert [r["body"] for r in rows] == expected_table(detector, [TEXT, None, ROWS[2]])
+    assert [r["id"] for r in rows] == ["1", "2", "3", "4"]  # CSV columns are read as text, unchanged
+    # Only an empty cell is null: "NA" is text like any other.
+    assert [r["body"] for r in rows] == expected_table(detector, [TEXT, None, ROWS[2], "NA"])
     assert rows[1]["body_pii_spans"] is None
 
     # JSONL in, CSV out: the nested spans column from the first run is written as JSON text.
