@@ -506,8 +506,12 @@ def finetune(
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         (no_decay if parameter.dim() < 2 or name.endswith(("bias", "sinks", "scale")) else decay).append(parameter)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        # The fused kernel is several times faster on CPU, where the optimizer step is a large share of a step.
+        optimizer = torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        optimizer = torch.optim.AdamW(groups, lr=lr)
     steps_per_epoch = math.ceil(math.ceil(len(train_windows) / batch_size) / grad_accum_steps)
     total_steps = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
     pad_id = model.config.pad_token_id

@@ -1,0 +1,118 @@
+"""Synthetic data generator: exact spans, determinism, template splits, atomic JSONL output."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from pii_frames.train.data import read_examples
+from pii_frames.train.synthetic import (
+    KINDS,
+    LOCALES,
+    SPAN_LABELS,
+    generate,
+    template_catalog,
+    write_jsonl,
+)
+
+
+@pytest.fixture(scope="module")
+def records():
+    return generate(600, seed=11, templates="all")
+
+
+def test_every_span_is_exactly_its_surface(records):
+    checked = 0
+    for record in records:
+        text = record["text"]
+        for key, offsets in record["spans"].items():
+            label, surface = key.split(": ", 1)
+            assert label in SPAN_LABELS
+            assert offsets, key
+            for start, end in offsets:
+                assert 0 <= start < end <= len(text)
+                assert text[start:end] == surface
+                assert surface == surface.strip()
+                checked += 1
+    assert checked > 1000
+
+
+def test_spans_never_overlap(records):
+    for record in records:
+        offsets = sorted(tuple(o) for offs in record["spans"].values() for o in offs)
+        for (_, first_end), (second_start, _) in zip(offsets, offsets[1:]):
+            assert first_end <= second_start, record
+
+
+def test_deterministic_for_a_seed_and_different_across_seeds():
+    assert generate(40, seed=5) == generate(40, seed=5)
+    assert generate(40, seed=5) != generate(40, seed=6)
+
+
+def test_all_labels_kinds_and_locales_occur(records):
+    labels = Counter(key.split(": ", 1)[0] for r in records for key in r["spans"])
+    assert set(labels) == set(SPAN_LABELS)
+    assert {r["info"]["kind"] for r in records} == set(KINDS)
+    assert {r["info"]["locale"] for r in records} == set(LOCALES)
+
+
+def test_negative_examples_exist(records):
+    negatives = [r for r in records if not r["spans"]]
+    assert len(negatives) > 30
+    assert all(not r["spans"] for r in records if r["info"]["kind"] == "public_text")
+    assert any(r["info"]["kind"] != "public_text" for r in negatives)  # PII-free templates of other kinds too
+
+
+def test_heldout_templates_never_used_for_training():
+    train_ids = {t.template_id for t in template_catalog(split="train")}
+    heldout_ids = {t.template_id for t in template_catalog(split="heldout")}
+    assert train_ids and heldout_ids and not train_ids & heldout_ids
+    assert train_ids | heldout_ids == {t.template_id for t in template_catalog(split="all")}
+    for kind in KINDS:
+        assert any(t.kind == kind for t in template_catalog(split="heldout")), kind
+    used = {r["info"]["template"] for r in generate(300, seed=3, templates="heldout")}
+    assert used <= heldout_ids
+    used = {r["info"]["template"] for r in generate(300, seed=3, templates="train")}
+    assert used <= train_ids
+
+
+def test_filters_restrict_kinds_and_locales():
+    records = generate(50, seed=2, locales=["de_DE"], kinds=["chat", "log"])
+    assert {r["info"]["locale"] for r in records} == {"de_DE"}
+    assert {r["info"]["kind"] for r in records} <= {"chat", "log"}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(locales=["xx_XX"]), "locales"),
+    (dict(kinds=["poetry"]), "kinds"),
+    (dict(templates="test"), "templates"),
+])
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate(3, seed=0, **kwargs)
+
+
+def test_write_jsonl_round_trips_through_the_reader(tmp_path):
+    records = generate(25, seed=4)
+    path = write_jsonl(tmp_path / "sub" / "synth.jsonl", records)
+    assert [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] == records
+    assert not [p for p in path.parent.iterdir() if p.name != "synth.jsonl"]  # no temporary file left behind
+    examples = read_examples(path)
+    assert len(examples) == 25
+    assert examples[0].kind == records[0]["info"]["kind"]
+
+
+def test_write_jsonl_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "data.jsonl"
+    target.write_text("old\n", encoding="utf-8")
+
+    def broken():
+        yield {"text": "fine", "spans": {}}
+        raise RuntimeError("generator failed")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(target, broken())
+    assert target.read_text(encoding="utf-8") == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["data.jsonl"]
