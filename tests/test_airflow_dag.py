@@ -79,6 +79,18 @@ def airflow_home(tmp_path_factory):
     patcher.undo()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def restore_root_logging():
+    """Airflow installs its own root handler and level on import; later test modules get theirs back."""
+    import logging
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+
+
 def load_dag(dag_folder: Path, dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
 
