@@ -222,7 +222,7 @@ def test_save_opf_checkpoint_round_trip(model, tmp_path, param_dtype):
 def test_reduced_precision_modes_agree_with_fp32(dirs, model, mode):
     reduced = load_model(dirs[1], weight_dtype=mode)
     assert reduced.weight_dtype == {"bf16": "bfloat16", "fp16": "float16"}[mode]
-    assert reduced.block[0].mlp.quantized.w1.dtype == getattr(torch, reduced.weight_dtype)
+    assert reduced.block[0].mlp.quantized.dtype == getattr(torch, reduced.weight_dtype)
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, VOCAB, (4, 64), generator=gen)
     with torch.inference_mode():

@@ -332,15 +332,14 @@ def _build(checkpoint_dir: Path | None, config: ModelConfig, source, device: tor
                 "config.json does not match the weights"
             )
         tensor = tensor.to(device=device, dtype=_target_dtype(target, mode, device)).contiguous()
-        if device.type == "cuda" and target.endswith(("mlp.swiglu_weight", "mlp.out_weight")):
-            # Same logical [E, in, out] shape, column-major storage: the layout the
-            # CUDA grouped GEMM kernels read fastest.
-            tensor = tensor.transpose(-2, -1).contiguous().transpose(-2, -1)
         _install(model, target, tensor)
         del tensor
-        if target.endswith("mlp.out_bias") and device.type == "cpu" and mode != "float32":
-            layer = int(target.split(".")[1])
-            quantize_moe_(model.block[layer].mlp, mode)
+        if target.endswith("mlp.out_bias"):  # the layer's last expert tensor
+            moe = model.block[int(target.split(".")[1])].mlp
+            if device.type == "cpu" and mode != "float32":
+                quantize_moe_(moe, mode)
+            elif device.type == "cuda":
+                moe.use_linear_layout_()
 
     if binga_head is not None:
         for target, tensor in binga_head.items():

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
 from .attention import banded_attention
 from .config import ModelConfig
 from .moe import MoE
@@ -58,7 +59,7 @@ class Attention(nn.Module):
     def forward(self, x, rotation, key_valid):
         batch, length, _ = x.shape
         h = self.norm(x, self.qkv.weight.dtype)
-        qkv = self.qkv(h)
+        qkv = kernels.linear(h, self.qkv.weight, self.qkv.bias)
         q_size = self.num_heads * self.head_dim
         kv_size = self.num_kv_heads * self.head_dim
         q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
@@ -66,7 +67,7 @@ class Attention(nn.Module):
         k = apply_rotary(k.view(batch, length, self.num_kv_heads, self.head_dim), rotation, self.qk_scale)
         v = v.view(batch, length, self.num_kv_heads, self.head_dim)
         a = banded_attention(q, k, v, self.sinks, key_valid, self.left, self.right)
-        return self.out(a.to(self.out.weight.dtype)).float()
+        return kernels.linear(a.to(self.out.weight.dtype), self.out.weight, self.out.bias).float()
 
 
 class Block(nn.Module):
@@ -143,7 +144,7 @@ class PrivacyFilterModel(nn.Module):
         for block in self.block:
             x = block(x, rotation, key_valid, valid_rows)
         h = self.norm(x)
-        logits = self.unembedding(h.to(self.unembedding.weight.dtype)).float()
+        logits = kernels.linear(h.to(self.unembedding.weight.dtype), self.unembedding.weight, self.unembedding.bias).float()
         if key_valid is None:
             pooled = h.mean(dim=1)
         else:
