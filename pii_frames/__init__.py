@@ -23,26 +23,35 @@ _LAZY = {
     "RedactionResult": ("pii_frames.redact.result", "RedactionResult"),
     "DetectedSpan": ("pii_frames.redact.result", "DetectedSpan"),
     "Policy": ("pii_frames.redact.policy", "Policy"),
-    "redact": ("pii_frames.polars", "redact"),
-    "spans": ("pii_frames.polars", "spans"),
-    "category": ("pii_frames.polars", "category"),
-    "detect": ("pii_frames.polars", "detect"),
+    "show": ("pii_frames._html", "show"),
+    "DetectionTable": ("pii_frames._html", "DetectionTable"),
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = sorted(_LAZY) + ["__version__", "redact", "spans", "category", "detect"]
+
+# The ``pii_frames.redact`` subpackage shares its name with the Polars function
+# ``pii.redact``. Python rebinds a package attribute when a submodule is first
+# imported, so the subpackage is imported here, before the function takes the
+# name; later ``import pii_frames.redact.policy`` calls then leave it alone.
+import pii_frames.redact  # noqa: E402,F401  (must precede the definitions below)
 
 
-def __getattr__(name: str):
-    try:
-        module_name, attr = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'pii_frames' has no attribute {name!r}") from None
-    import importlib
+def _polars_expression(name: str, summary: str):
+    def expression(column, **options):
+        from pii_frames import polars as polars_adapter
 
-    value = getattr(importlib.import_module(module_name), attr)
-    globals()[name] = value
-    return value
+        return getattr(polars_adapter, name)(column, **options)
+
+    expression.__name__ = expression.__qualname__ = name
+    expression.__doc__ = (
+        f"Polars expression: {summary} (options as in :func:`pii_frames.polars.{name}`).\n\n"
+        ">>> import polars as pl, pii_frames as pii\n"
+        f'>>> pl.DataFrame({{"body": ["Mail ann@example.com"]}}).with_columns(pii.{name}("body"))  # doctest: +SKIP\n'
+    )
+    return expression
 
 
-def __dir__():
-    return __all__
+redact = _polars_expression("redact", "the column with personal data replaced")
+spans = _polars_expression("spans", "the detected spans of each row")
+category = _polars_expression("category", "the document category of each row")
+detect = _polars_expression("detect", "a struct of redacted text, spans, category and labels")
