@@ -55,3 +55,19 @@ redact = _polars_expression("redact", "the column with personal data replaced")
 spans = _polars_expression("spans", "the detected spans of each row")
 category = _polars_expression("category", "the document category of each row")
 detect = _polars_expression("detect", "a struct of redacted text, spans, category and labels")
+
+
+def __getattr__(name: str):
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'pii_frames' has no attribute {name!r}") from None
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
