@@ -53,7 +53,16 @@ def resolve_weight_dtype(weight_dtype: str | torch.dtype | None, device: torch.d
 
 
 class _TensorSource:
-    """Index of every tensor in a checkpoint's ``*.safetensors`` files."""
+    """Index of every tensor in a checkpoint's ``*.safetensors`` files.
+
+    safetensors hands out tensors that view one memory map of the whole file.
+    Each tensor is read through a fresh handle and copied out by the loader, so
+    the model owns its memory (the file can be rewritten while it is loaded)
+    and every mapping is released as soon as its tensor is converted: resident
+    memory stays at the model size plus one tensor.
+    """
+
+    borrowed = True  # tensors from load() are views of a file mapping
 
     def __init__(self, checkpoint_dir: Path):
         files = sorted(checkpoint_dir.glob("*.safetensors"))
@@ -63,39 +72,48 @@ class _TensorSource:
                 "model.safetensors"
             )
         self.file_of: dict[str, Path] = {}
-        self._handles: dict[Path, Any] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
         for path in files:
             try:
-                handle = safe_open(str(path), framework="pt", device="cpu")
+                with safe_open(str(path), framework="pt", device="cpu") as handle:
+                    names = list(handle.keys())
+                    shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in names}
             except Exception as exc:  # safetensors raises its own error types
                 raise CheckpointError(f"{path}: cannot read safetensors file ({exc}); re-download it") from None
-            self._handles[path] = handle
-            for name in handle.keys():
+            for name in names:
                 if name in self.file_of:
                     raise CheckpointError(
                         f"tensor {name!r} appears in both {self.file_of[name].name} and {path.name} in "
                         f"{checkpoint_dir}; remove the stale or duplicate .safetensors file"
                     )
                 self.file_of[name] = path
+            self._shapes.update(shapes)
 
     def __contains__(self, name: str) -> bool:
         return name in self.file_of
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._handles[self.file_of[name]].get_slice(name).get_shape())
+        return self._shapes[name]
 
     def load(self, name: str) -> torch.Tensor:
-        return self._handles[self.file_of[name]].get_tensor(name)
+        path = self.file_of[name]
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                return handle.get_tensor(name)
+        except Exception as exc:
+            raise CheckpointError(f"{path}: cannot read tensor {name!r} ({exc}); re-download the file") from None
 
     def where(self, name: str) -> str:
         return f"{self.file_of[name].name}:{name}"
 
     def close(self) -> None:
-        self._handles.clear()
+        pass
 
 
 class _DictSource:
     """In-memory tensors (e.g. a transformers ``state_dict()``) with the same interface."""
+
+    borrowed = False  # sharing the caller's tensors is the point
 
     def __init__(self, tensors: dict[str, torch.Tensor], label: str):
         self.tensors = tensors
@@ -199,6 +217,10 @@ def _target_dtype(name: str, mode: str, device: torch.device) -> torch.dtype:
 def _expected_shape(model: nn.Module, name: str) -> tuple[int, ...]:
     module_name, _, param_name = name.rpartition(".")
     return tuple(model.get_submodule(module_name)._parameters[param_name].shape)
+
+
+def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.device == b.device and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
 def _install(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
@@ -324,7 +346,6 @@ def _build(checkpoint_dir: Path | None, config: ModelConfig, source, device: tor
         expected = _expected_shape(model, target)
         tensors = [source.load(n) for n in names]
         tensor = transform(tensors)
-        del tensors
         if tuple(tensor.shape) != expected:
             found = {source.where(n): source.shape(n) for n in names}
             raise CheckpointError(
@@ -332,6 +353,9 @@ def _build(checkpoint_dir: Path | None, config: ModelConfig, source, device: tor
                 "config.json does not match the weights"
             )
         tensor = tensor.to(device=device, dtype=_target_dtype(target, mode, device)).contiguous()
+        if source.borrowed and any(_same_storage(tensor, t) for t in tensors):
+            tensor = tensor.clone()  # own the memory; drops the file mapping below
+        del tensors
         _install(model, target, tensor)
         del tensor
         if target.endswith("mlp.out_bias"):  # the layer's last expert tensor

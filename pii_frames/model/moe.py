@@ -6,8 +6,7 @@ each expert multiplies one contiguous slab of rows:
 
 * CPU inference (fp32): one oneDNN GEMM per expert that received tokens over
   its contiguous slab (see :mod:`pii_frames.model.kernels`; oneDNN uses
-  AVX-512 where MKL's grouped fallback does not), elementwise work done once
-  for the whole slab in place;
+  AVX-512 where MKL's grouped fallback does not), activation in place;
 * other inference (CUDA): two grouped GEMMs (``torch._grouped_mm``) over the
   sorted rows, one call per layer for all experts; where it is unavailable
   (odd sizes, old torch) a padded batched matmul over the experts that were hit;
@@ -85,20 +84,18 @@ def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float) 
     """Apply each expert to its contiguous slab of expert-sorted rows.
 
     ``first(e, rows)`` gives [rows, 2I] pre-activations and ``second(e, act)``
-    the [rows, H] output of expert ``e``; the clamped SwiGLU runs once over all
-    slabs in place. One Python iteration per expert that received tokens and a
-    single host sync for ``ends``.
+    the [rows, H] output of expert ``e``; the clamped SwiGLU runs in place on
+    each slab while it is still in cache. One Python iteration per expert that
+    received tokens and a single host sync for ``ends``.
     """
-    bounds = []
+    outputs = []
     start = 0
     for expert, end in enumerate(ends.tolist()):
         if end > start:
-            bounds.append((expert, start, end))
+            z = first(expert, x_sorted[start:end])
+            outputs.append(second(expert, clamped_swiglu(z, limit, alpha, inplace=True)))
         start = end
-    z = torch.cat([first(expert, x_sorted[lo:hi]) for expert, lo, hi in bounds])
-    act = clamped_swiglu(z, limit, alpha, inplace=True)
-    del z
-    return torch.cat([second(expert, act[lo:hi]) for expert, lo, hi in bounds])
+    return torch.cat(outputs)
 
 
 _GROUPED_MM_BROKEN: set[tuple[str, torch.dtype]] = set()
