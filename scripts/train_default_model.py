@@ -40,10 +40,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the package asset)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=2600, help="optimizer steps (one pass over fresh data)")
+    parser.add_argument("--steps", type=int, default=2800, help="optimizer steps (one pass over fresh data)")
     parser.add_argument("--batch-size", type=int, default=48, help="documents per step")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--warmup-steps", type=int, default=150)
+    parser.add_argument("--composed", type=float, default=0.6,
+                        help="share of training documents composed from clause frames (see synthetic.generate)")
     parser.add_argument("--validation-examples", type=int, default=600)
     parser.add_argument("--eval-examples", type=int, default=2000, help="held-out-template documents to score")
     parser.add_argument("--opf-sample", type=Path, default=OPF_SAMPLE,
@@ -71,8 +73,8 @@ def main(argv=None) -> int:
     n_train = args.steps * args.batch_size
     log(f"generating {n_train} training, {args.validation_examples} validation and {args.eval_examples} "
         "held-out documents")
-    train = generate(n_train, seed=args.seed, templates="train")
-    validation = generate(args.validation_examples, seed=args.seed + 1, templates="train")
+    train = generate(n_train, seed=args.seed, templates="train", composed=args.composed)
+    validation = generate(args.validation_examples, seed=args.seed + 1, templates="train", composed=args.composed)
     heldout = generate(args.eval_examples, seed=args.seed + 2, templates="heldout")
 
     model = init_compact_model(**ARCHITECTURE, doc_class_names=KINDS, seed=args.seed)
@@ -178,12 +180,14 @@ document kinds. It is meant for demos, tests and pipelines that must run anywher
 
 ## Recipe
 
-Reproduce with `python scripts/train_default_model.py --seed {args.seed} --steps {args.steps} --batch-size {args.batch_size}`.
+Reproduce with `python scripts/train_default_model.py --seed {args.seed} --steps {args.steps} --batch-size {args.batch_size} --composed {args.composed}`.
 
-* Data: `pii_frames.train.synthetic.generate({figures['train_examples']}, seed={args.seed}, templates="train")`:
-  faker values in {', '.join(LOCALES)} inside hand-written templates of {len(KINDS)} document kinds (support tickets,
-  chats, emails, HR notes, medical notes, invoices, logs with credentials, PII-free public text); a quarter of the
-  templates of every kind are held out of training. {figures['train_tokens']:,} training tokens.
+* Data: `pii_frames.train.synthetic.generate({figures['train_examples']}, seed={args.seed}, templates="train",
+  composed={args.composed})`: faker values in {', '.join(LOCALES)} inside hand-written templates of {len(KINDS)}
+  document kinds (support tickets, chats, emails, HR notes, medical notes, invoices, logs with credentials,
+  PII-free public text), {args.composed:.0%} of the documents instead assembled from short clause frames, fillers
+  and openers (varied contexts, so the model cannot just memorise template positions); a quarter of the
+  templates, frames and fillers are held out of training. {figures['train_tokens']:,} training tokens.
 * Model: `init_compact_model(...)` (seed {args.seed}), trained with `pii_frames.train.finetune`: fp32 AdamW
   (weight decay 0.01, gradient clipping 1.0), learning rate {args.learning_rate} with {args.warmup_steps} warm-up steps
   and cosine decay, {figures['steps']} steps of {args.batch_size} documents (one pass, n_ctx 256), token

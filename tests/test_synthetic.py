@@ -20,7 +20,7 @@ from pii_frames.train.synthetic import (
 
 @pytest.fixture(scope="module")
 def records():
-    return generate(600, seed=11, templates="all")
+    return generate(600, seed=11, templates="all", composed=0.5)
 
 
 def test_every_span_is_exactly_its_surface(records):
@@ -116,3 +116,22 @@ def test_write_jsonl_keeps_the_old_file_when_writing_fails(tmp_path):
         write_jsonl(target, broken())
     assert target.read_text(encoding="utf-8") == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["data.jsonl"]
+
+
+def test_composed_documents():
+    records = generate(120, seed=9, composed=1.0, templates="heldout")
+    assert {r["info"]["template"] for r in records} == {f"composed.{kind}" for kind in KINDS}
+    assert all(not r["spans"] for r in records if r["info"]["kind"] == "public_text")
+    assert sum(bool(r["spans"]) for r in records) > 80
+    with pytest.raises(ValueError, match="composed"):
+        generate(2, seed=0, composed=1.5)
+
+
+def test_first_and_last_name_slots_form_one_person_span():
+    # medical_note.15: "Patient {first1} {last1} uploaded a photo ..."
+    records = [r for r in generate(400, seed=1, kinds=["medical_note"], templates="all")
+               if r["info"]["template"] == "medical_note.15"]
+    assert records
+    for record in records:
+        people = [key for key in record["spans"] if key.startswith("private_person: ")]
+        assert len(people) == 1 and " " in people[0].split(": ", 1)[1]

@@ -705,6 +705,7 @@ _SLOTS: dict[str, SlotFunction] = {
     "apikey": _plain("secret", lambda ctx: _api_key(ctx.rng)),
     "password": _plain("secret", _password),
     "token": _plain("secret", lambda ctx: _token(ctx.rng)),
+    "passphrase": _plain("secret", lambda ctx: _passphrase(ctx.rng)),
     "aws_id": _plain("secret", lambda ctx: _aws_id(ctx.rng)),
     "aws_secret": _plain("secret", lambda ctx: _aws_secret(ctx.rng)),
     "slack": _plain("secret", lambda ctx: _slack_token(ctx.rng)),
@@ -748,25 +749,244 @@ _SLOTS: dict[str, SlotFunction] = {
     "batch": _plain(None, lambda ctx: f"{ctx.rng.choice(string.ascii_uppercase)}{_digits(ctx.rng, 5)}"),
 }
 
+# --------------------------------------------------------------------------------------------------------------
+# Composed documents. Hand-written templates alone teach a small model to memorise where the slots sit; these
+# documents are assembled from short clause frames (one PII value each), neutral filler sentences and
+# kind-specific openers in random order and number, so the cue for a span is its own form plus a few local
+# words. Frames and fillers are split like templates: every fourth one is held out.
+# ``N`` in a frame is replaced by a person index (1-3), so several clauses can refer to the same person.
+# --------------------------------------------------------------------------------------------------------------
+
+_FRAMES: dict[str, list[str]] = {
+    "person": [
+        "my name is {nameN}", "{nameN} here", "this is {nameN}", "I'm {firstN}", "Mr. {lastN} called twice",
+        "Ms. {lastN} asked for an update", "according to {nameN}", "{nameN} said it was urgent",
+        "please ask {firstN}", "signed, {nameN}", "cc: {nameN}", "assigned to {nameN}", "patient {nameN}",
+        "employee {nameN}", "customer {nameN}", "{nameN} ({job})", "thanks {firstN}", "hi {firstN}",
+        "dear {nameN}", "{firstN} will join later", "spoke with {nameN} today", "{nameN} approved it",
+        "contact person: {nameN}", "on behalf of {nameN}", "{firstN} {lastN} confirmed the booking",
+        "name: {nameN}", "the account holder is {nameN}", "ask for {firstN} at the front desk",
+        "{nameN} and {nameM} attended", "manager {nameN}", "reported by {nameN}", "best, {firstN}",
+        "contact {nameN}", "call {nameN}", "email {firstN}", "meet {nameN} tomorrow", "{nameN} says hi",
+        "{nameN} writes", "{firstN} thinks so too", "ping {firstN}", "invite {nameN}", "welcome {nameN}",
+        "{nameN} reports the same", "tell {firstN}",
+    ],
+    "email": [
+        "my email is {emailN}", "email: {emailN}", "reach me at {emailN}", "write to {emailN}",
+        "send it to {emailN}", "<{emailN}>", "({emailN})", "contact {emailN}", "cc {emailN}",
+        "reply to {emailN}", "{emailN} bounced", "forwarded from {emailN}", "her address is {emailN}",
+        "his email: {emailN}", "login {emailN}", "e-mail {emailN}", "notify {emailN} when done",
+        "the account {emailN} was locked", "new email {emailN}", "from: {emailN}", "mail {emailN} the receipt",
+        "registered with {emailN}", "invite {emailN} to the call", "user {emailN} signed up",
+    ],
+    "phone": [
+        "call me at {phoneN}", "phone: {phoneN}", "tel. {phoneN}", "mobile {phoneN}", "my number is {phoneN}",
+        "text {phoneN}", "ring {phoneN} after 5pm", "({phoneN})", "reach her on {phoneN}", "fax {phoneN}",
+        "callback number {phoneN}", "dial {phoneN}", "his cell is {phoneN}", "phone number on file: {phoneN}",
+        "WhatsApp {phoneN}", "call {phoneN} to confirm", "or {phoneN}", "contact number {phoneN}",
+        "she can be reached on {phoneN}", "emergency contact phone {phoneN}",
+    ],
+    "address": [
+        "I live at {addrN}", "address: {addrN}", "ship to {addrN}", "home address {addrN}",
+        "deliver to {streetN}", "moved to {addrN}", "located at {streetN}", "mail it to {addrN}",
+        "billing address: {addrN}", "she lives on {streetN}", "registered at {addrN}",
+        "the parcel went to {addrN}", "residence: {addrN}", "send the keys to {streetN}", "new address {addrN}",
+        "lives at {addrN}", "address on file {streetN}", "from {addrN}", "pick up at {streetN}",
+        "forwarding address {addrN}",
+    ],
+    "date": [
+        "on {date}", "born {dobN}", "date of birth: {dobN}", "DOB {dobN}", "since {date}", "before {date}",
+        "until {date}", "due {date}", "scheduled for {date}", "from {date} to {date2}", "on {weekday}, {date}",
+        "last seen {date}", "appointment {date}", "started {date}", "expires {date}", "birthday {dobN}",
+        "visit date: {date}", "by {date}", "dated {date}", "as of {date}", "next review {date}",
+        "moving date {date}", "admitted {date}", "effective {date}",
+    ],
+    "url": [
+        "link: {url}", "see {url}", "my profile {profileN}", "open {url}", "download it from {url}",
+        "reset here {url}", "shared at {url}", "portfolio: {profileN}", "at {url}", "({url})",
+        "website {profileN}", "join via {url}", "the page {url} shows my data", "uploaded to {url}",
+        "callback URL {url}", "follow me: {profileN}", "the link {url} expired", "document: {url}",
+        "her blog {profileN}", "invite link {url}",
+    ],
+    "secret": [
+        "password: {password}", "the password is {password}", "api key {apikey}", "token={token}",
+        "Bearer {token}", "secret: {secret}", "passphrase {passphrase}", "use key {apikey}",
+        "API_KEY={apikey}", "pwd {password}", "credentials {password}", "access token {token}",
+        "rotate secret {secret}", "temporary password {password}", "client_secret: {secret}",
+        "AWS key {aws_id}", "the wifi password is {password}", "recovery code {token}",
+        "new key {apikey}", "passcode {password}", "SECRET_KEY={secret}", "pin code {password}",
+    ],
+    "account": [
+        "account {account}", "account number {account}", "IBAN {iban}", "IBAN: {iban}", "card {card}",
+        "card number {card}", "customer no. {cust}", "SSN {ssn}", "tax ID {ssn}", "policy {policy}",
+        "MRN {mrn}", "employee ID {emp_id}", "pay to {iban}", "charged to {card}", "acct #{account}",
+        "wire it to {iban}", "membership no. {account}", "credit card {card}", "insurance number {policy}",
+        "social security number {ssn}", "bank account {iban}", "customer ID {cust}",
+    ],
+}
+_FRAME_WEIGHTS = {"person": 4, "email": 2, "phone": 2, "address": 2, "date": 2, "url": 2, "secret": 3,
+                  "account": 2}
+
+_LOG_FRAMES = [
+    "user={emailN}", "email=\"{emailN}\"", "phone={phoneN}", "password={password}", "api_key={apikey}",
+    "token={token}", "authorization=\"Bearer {token}\"", "card={card}", "iban={iban}", "name=\"{nameN}\"",
+    "address=\"{addrN}\"", "dob={dobN}", "url={url}", "secret={secret}", "AWS_SECRET_ACCESS_KEY={aws_secret}",
+    "customer={cust}", "login failed for {emailN}", "password reset for {emailN}", "sms sent to {phoneN}",
+    "aws_access_key_id={aws_id}", "db_password={password}", "session={token}", "slack_token={slack}",
+    "profile_url={profileN}",
+]
+_LOG_FILLERS = [
+    "status=200 latency_ms={ms}", "request_id={uuid}", "cache miss for key {sha}", "retrying in 5s",
+    "client_ip={ip}", "worker started", "connection pool size {n}", "healthcheck ok", "GET /api/v1/items 200",
+    "deploy {version} complete", "gc pause {ms}ms", "queue depth {n}",
+]
+
+_FILLERS: dict[str, list[str]] = {
+    "general": [
+        "thanks for your patience", "let me know if you have questions", "this is urgent", "please advise",
+        "see attached", "no further action needed", "escalation pending", "the office is closed on {weekday}",
+        "the {product} team is looking into it", "status: open", "order {order} is on its way",
+        "ticket {ticket} was updated", "version {version} fixes this", "meeting at {time}",
+        "invoice {invoice} attached", "sent from my phone", "update: the issue is resolved",
+        "note: do not reply to this message", "summary: customer satisfied", "escalated to tier 2",
+        "waiting for {company}", "documentation: {public_url}", "request id {uuid}",
+        "reach out to the {team} team", "welcome aboard", "action required", "attention: maintenance tonight",
+        "the total is {amount}", "Monday works for everyone", "{company} confirmed the shipment",
+        "room {ext} is booked", "{qty} units in stock", "build {n} passed", "request from IP {ip}",
+        "order {order} total {amount}", "commit {sha} deployed", "it is {temp} degrees outside",
+        "it takes {duration} seconds", "Paris office closed", "see section 4.2",
+    ],
+    "support_ticket": [
+        "the app crashes on startup", "login fails with error 500", "refund requested", "issue reproduced on "
+        "{product} {version}", "customer is frustrated", "priority: high", "workaround sent",
+        "duplicate of ticket {ticket}", "closing as resolved",
+    ],
+    "email": [
+        "hope you are well", "following up on our call", "looking forward to hearing from you",
+        "sorry for the late reply", "please find the details below", "have a great weekend",
+    ],
+    "chat": ["lol", "ok", "sounds good", "brb", "see you soon", "👍", "haha", "can't today", "on my way"],
+    "hr_note": [
+        "performance rating: exceeds expectations", "leave approved", "training completed",
+        "salary band unchanged", "probation ends next month", "contract extended",
+    ],
+    "medical_note": [
+        "blood pressure 120/80", "prescribed {drug} {dose}", "complains of {symptom}", "follow-up in two weeks",
+        "no known allergies", "referred to physiotherapy", "temperature 38.2 C",
+    ],
+    "invoice": [
+        "total due: {amount}", "VAT included", "payment terms: 30 days", "item: {product} x{qty}",
+        "subtotal {amount}", "thank you for your business", "late fees apply after 30 days",
+    ],
+    "public_text": [
+        "{company} today announced {product} {version}", "the update is available at {public_url}",
+        "the weather in {city} will be mild this week", "registration opens next week",
+        "{product} processed {n} rows per second on a laptop", "tickets cost {amount}",
+        "train services to {city} are reduced on {weekday}", "the museum is open daily",
+        "{company} reported revenue growth of {pct}%", "see {public_url} for the documentation",
+        "press Ctrl+K to open the command palette", "the library hosts a free workshop",
+        "a strong password is long and unique", "version {version} improves startup time by {pct}%",
+        "use a password manager for every site", "Berlin, Paris and Madrid are popular destinations",
+    ],
+}
+
+_OPENERS: dict[str, list[str]] = {
+    "support_ticket": ["Ticket #{ticket}", "Support request {ticket}", "[{ticket}] New issue", "Case {ticket}",
+                       "Customer complaint", "Escalation", "Bug report: {product} {version}", "Help desk note"],
+    "email": ["Subject: {subject}", "Re: {subject}", "Fwd: {subject}", "Hello,", "Hi team,", "Dear Sir or Madam,",
+              "Good morning,", "To whom it may concern,"],
+    "hr_note": ["HR note", "Employee record", "Confidential - HR", "Personnel file update", "Onboarding",
+                "Leave request", "Payroll change", "Exit interview"],
+    "medical_note": ["Clinical note", "Patient record", "Visit summary", "Discharge note", "Referral",
+                     "Lab results", "Nurse note {time}", "Prescription"],
+    "invoice": ["Invoice {invoice}", "Receipt", "Payment confirmation", "Statement", "Billing notice",
+                "Credit note {invoice}", "Order {order}", "Payment reminder"],
+    "public_text": ["News", "Announcement", "Release notes {version}", "Tip of the day", "Weather", "Events",
+                    "Changelog", "Travel update"],
+}
+_CLOSINGS = ["Best,", "Regards,", "Thanks,", "Kind regards,", "Cheers,", "Sincerely,"]
+_CONNECTORS = [", ", " and ", "; ", " - ", ", and "]
+
+
+def _split_items(items: list[str], split: str) -> list[str]:
+    if split == "all":
+        return items
+    return [item for index, item in enumerate(items) if (index % 4 == 3) == (split == "heldout")]
+
+
+def _with_person(frame: str, rng: random.Random) -> str:
+    first, second = rng.sample((1, 1, 2, 3), 2) if rng.random() < 0.5 else (1, 2)
+    if first == second:
+        second = first % 3 + 1
+    return frame.replace("N}", f"{first}}}").replace("M}", f"{second}}}")
+
+
+def _capitalised(text: str) -> str:
+    return text[0].upper() + text[1:] if text and text[0] != "{" else text
+
+
+def _compose_text(kind: str, rng: random.Random, split: str) -> str:
+    """Template text (with {slots}) of one composed document of ``kind``."""
+    fillers = _split_items(_FILLERS["general"], split) + 2 * _split_items(_FILLERS.get(kind, []), split)
+    if kind == "public_text":
+        sentences = [_capitalised(rng.choice(_split_items(_FILLERS["public_text"], split)))
+                     for _ in range(rng.randint(1, 4))]
+        opener = rng.choice(_split_items(_OPENERS["public_text"], split))
+        return (opener + "\n" if rng.random() < 0.4 else "") + ". ".join(sentences) + "."
+    groups = list(_FRAME_WEIGHTS)
+    weights = [_FRAME_WEIGHTS[g] for g in groups]
+    if kind == "log":
+        lines = []
+        for line_number in range(1, rng.randint(1, 5) + 1):
+            pool = _split_items(_LOG_FRAMES, split) if rng.random() < 0.65 else _split_items(_LOG_FILLERS, split)
+            body = " ".join(_with_person(rng.choice(pool), rng) for _ in range(rng.randint(1, 2)))
+            level = rng.choice(("INFO", "WARN", "ERROR", "DEBUG"))
+            lines.append(f"{{ts{line_number}}} {level} {{service}}: {body}")
+        return "\n".join(lines)
+    clauses = [_with_person(rng.choice(_split_items(_FRAMES[rng.choices(groups, weights)[0]], split)), rng)
+               for _ in range(rng.randint(1, 4))]
+    clauses += [rng.choice(fillers) for _ in range(rng.randint(0, 2))]
+    rng.shuffle(clauses)
+    if kind == "chat":
+        speakers = (1, 2)
+        return "\n".join(f"{{first{speakers[i % 2]}}}: {clause}" for i, clause in enumerate(clauses))
+    sentences, position = [], 0
+    while position < len(clauses):
+        take = rng.choice((1, 1, 2))
+        sentences.append(_capitalised(rng.choice(_CONNECTORS).join(clauses[position:position + take])))
+        position += take
+    body = rng.choice((". ", ".\n", ". ")).join(sentences) + rng.choice((".", ".", "!", ""))
+    opener = rng.choice(_split_items(_OPENERS[kind], split))
+    if rng.random() < 0.6:
+        body = opener + rng.choice(("\n", "\n\n", ": ", " - ")) + body
+    if kind == "email" and rng.random() < 0.6:
+        body += f"\n\n{rng.choice(_CLOSINGS)}\n{{name1}}"
+    return body
+
+
 _CHOICE_PATTERN = re.compile(r"<<(.*?)>>", re.S)
 _SLOT_PATTERN = re.compile(r"\{([a-z_]+?)(\d?)\}")
 
 
 def _check_catalog() -> None:
     # Fail at import time, not in the middle of a long generation run, if a template names an unknown slot.
-    for template in _CATALOG:
-        for name, _ in _SLOT_PATTERN.findall(template.text):
+    texts = [(t.template_id, t.text) for t in _CATALOG]
+    pieces = [*_LOG_FRAMES, *_LOG_FILLERS, *(f for fs in _FRAMES.values() for f in fs),
+              *(f for fs in _FILLERS.values() for f in fs), *(o for os_ in _OPENERS.values() for o in os_)]
+    texts += [("composition piece", _with_person(piece, random.Random(0))) for piece in pieces]
+    for where, text in texts:
+        for name, _ in _SLOT_PATTERN.findall(text):
             if name not in _SLOTS:
-                raise RuntimeError(f"template {template.template_id} uses unknown slot {{{name}}}")
+                raise RuntimeError(f"{where} {text!r} uses unknown slot {{{name}}}")
 
 
 _check_catalog()
 
 
-def _render(template: Template, ctx: _RenderContext) -> tuple[str, dict[str, list[list[int]]]]:
-    text = _CHOICE_PATTERN.sub(lambda m: ctx.rng.choice(m.group(1).split("|")), template.text)
+def _render(template_text: str, ctx: _RenderContext) -> tuple[str, dict[str, list[list[int]]]]:
+    text = _CHOICE_PATTERN.sub(lambda m: ctx.rng.choice(m.group(1).split("|")), template_text)
     pieces: list[str] = []
-    spans: dict[str, list[list[int]]] = {}
+    found: list[list] = []  # [label, start, end]
     filled: dict[tuple[str, int], tuple[str, str | None]] = {}
     cursor = 0
     length = 0
@@ -780,12 +1000,20 @@ def _render(template: Template, ctx: _RenderContext) -> tuple[str, dict[str, lis
             filled[(name, index)] = (surface.strip(), label)
         surface, label = filled[(name, index)]
         if label is not None and surface:
-            spans.setdefault(f"{label}: {surface}", []).append([length, length + len(surface)])
+            # "{first1} {last1}" is one person, as annotators would mark it: merge spans split by one space.
+            if found and found[-1][0] == label and found[-1][2] + 1 == length and pieces[-1].endswith(" "):
+                found[-1][2] = length + len(surface)
+            else:
+                found.append([label, length, length + len(surface)])
         pieces.append(surface)
         length += len(surface)
         cursor = match.end()
     pieces.append(text[cursor:])
-    return "".join(pieces), spans
+    rendered = "".join(pieces)
+    spans: dict[str, list[list[int]]] = {}
+    for label, start, end in found:
+        spans.setdefault(f"{label}: {rendered[start:end]}", []).append([start, end])
+    return rendered, spans
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -799,6 +1027,7 @@ def generate(
     locales: Iterable[str] | None = None,
     kinds: Iterable[str] | None = None,
     templates: str = "train",
+    composed: float = 0.0,
 ) -> list[dict]:
     """Generate ``n`` synthetic records in the opf example format.
 
@@ -809,6 +1038,9 @@ def generate(
         kinds: document kinds to draw from (default: :data:`KINDS`, including PII-free ``public_text``).
         templates: ``"train"`` (templates used for training), ``"heldout"`` (templates reserved for
             evaluation) or ``"all"``.
+        composed: share of documents assembled from clause frames, fillers and openers of the same split
+            instead of a whole hand-written template (more varied contexts; ``info.template`` is
+            ``"composed.<kind>"``). 0 gives template documents only.
 
     Returns:
         A list of dicts ``{"text", "spans", "info": {"id", "kind", "locale", "template", "seed"}}``.
@@ -831,6 +1063,8 @@ def generate(
     if unknown_kinds or not kinds:
         raise ValueError(f"unknown or empty kinds {unknown_kinds or kinds!r}; choose from {KINDS}")
     pool = template_catalog(split=templates)
+    if not 0.0 <= composed <= 1.0:
+        raise ValueError(f"composed must be a share between 0 and 1, got {composed!r}")
 
     # Candidate templates per (kind, locale): English ones everywhere plus those written in the locale's language.
     candidates: dict[tuple[str, str], list[Template]] = {}
@@ -843,20 +1077,25 @@ def generate(
     records = []
     for position in range(n):
         kind, locale = rng.choice(kinds), rng.choice(locales)
-        options = candidates[(kind, locale)] or [t for t in pool if t.kind == kind]
-        if not options:
-            raise ValueError(f"no {templates!r} templates for kind {kind!r}")
-        template = rng.choice(options)
         record_seed = rng.getrandbits(32)
+        record_rng = random.Random(record_seed)
+        if composed and rng.random() < composed:
+            template_id, language = f"composed.{kind}", None
+            template_text = _compose_text(kind, record_rng, templates)
+        else:
+            options = candidates[(kind, locale)] or [t for t in pool if t.kind == kind]
+            if not options:
+                raise ValueError(f"no {templates!r} templates for kind {kind!r}")
+            template = rng.choice(options)
+            template_id, language, template_text = template.template_id, template.language, template.text
         fake = fakers[locale]
         fake.seed_instance(record_seed)
-        ctx = _RenderContext(fake, random.Random(record_seed), locale, template.language)
-        text, spans = _render(template, ctx)
+        text, spans = _render(template_text, _RenderContext(fake, record_rng, locale, language))
         records.append({
             "text": text,
             "spans": spans,
             "info": {"id": f"synthetic-{seed}-{position}", "kind": kind, "locale": locale,
-                     "template": template.template_id, "seed": record_seed},
+                     "template": template_id, "seed": record_seed},
         })
     return records
 
