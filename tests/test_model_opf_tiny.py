@@ -16,6 +16,16 @@ FIXTURE = Path("/work/shared/fixtures/opf-tiny")
 pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason="opf-tiny fixture not available")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Two OpenMP threads on a 2-vCPU machine shared with other jobs can be 10x
+    # slower than one; keep these small-model tests on a single thread.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def fixture_data():
     expected = json.loads((FIXTURE / "expected.json").read_text())
