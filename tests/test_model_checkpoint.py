@@ -202,6 +202,18 @@ def test_bad_weight_dtype(dirs):
         load_model(dirs[1], weight_dtype="int8")
 
 
+def test_both_doc_head_forms_is_an_error(dirs, tmp_path):
+    ckpt = _copy(dirs[1], tmp_path / "c")
+    torch.save({"weight": torch.zeros(4, 64), "bias": torch.zeros(4)}, ckpt / "doc_head.pt")
+    with pytest.raises(CheckpointError, match="keep only one document head"):
+        load_model(ckpt)
+
+
+def test_empty_input_gives_empty_logits(model):
+    out = model(torch.zeros(2, 0, dtype=torch.long))
+    assert out.logits.shape == (2, 0, 33) and out.doc_logits.shape == (2, 4)
+
+
 def test_out_of_vocabulary_id(model):
     with pytest.raises(ValueError, match="outside the model vocabulary"):
         model(torch.tensor([[5, VOCAB]]))
@@ -229,7 +241,7 @@ def test_save_opf_checkpoint_round_trip(model, tmp_path, param_dtype):
 
 
 @pytest.mark.parametrize("mode", ["bf16", "fp16"])
-def test_reduced_precision_modes_agree_with_fp32(dirs, model, mode):
+def test_reduced_precision_modes_agree_with_fp32(dirs, model, mode, tmp_path):
     reduced = load_model(dirs[1], weight_dtype=mode)
     assert reduced.weight_dtype == {"bf16": "bfloat16", "fp16": "float16"}[mode]
     assert reduced.block[0].mlp.quantized.dtype == getattr(torch, reduced.weight_dtype)
@@ -241,6 +253,10 @@ def test_reduced_precision_modes_agree_with_fp32(dirs, model, mode):
     assert agreement >= 0.97, agreement
     diff = (torch.log_softmax(full.logits, -1) - torch.log_softmax(low.logits, -1)).abs()
     assert float(diff.median()) < 0.05  # a few routing flips may move single tokens more
+    # Saving a reduced model writes its (widened) weights; reloading reproduces it.
+    saved = load_model(save_opf_checkpoint(reduced, tmp_path / "saved"), weight_dtype=mode)
+    with torch.inference_mode():
+        assert torch.allclose(saved(ids).logits, low.logits, atol=1e-5)
 
 
 # ---------------------------------------------------------------- runner

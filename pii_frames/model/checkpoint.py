@@ -317,6 +317,10 @@ def _build(checkpoint_dir: Path | None, config: ModelConfig, source, device: tor
             f"{checkpoint_dir} has a document head ({where}) but no class names; add doc_label_names to "
             "multitask_config.json or doc_class_names to config.json"
         )
+    if binga_head is not None and has_native_head:
+        raise CheckpointError(
+            f"{checkpoint_dir} has both doc_head.pt and doc_head.* tensors; keep only one document head"
+        )
     recipes = _recipes(config, source)
     has_head_bias = "unembedding.bias" in recipes
     with torch.device("meta"):
@@ -339,10 +343,6 @@ def _build(checkpoint_dir: Path | None, config: ModelConfig, source, device: tor
     from .quant import quantize_moe_  # local import: quant depends on the model modules
 
     for target, (names, transform) in recipes.items():
-        if target.startswith("doc_head") and binga_head is not None:
-            raise CheckpointError(
-                f"{checkpoint_dir} has both doc_head.pt and doc_head.* tensors; keep only one document head"
-            )
         expected = _expected_shape(model, target)
         tensors = [source.load(n) for n in names]
         tensor = transform(tensors)

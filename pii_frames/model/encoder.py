@@ -139,6 +139,14 @@ class PrivacyFilterModel(nn.Module):
                 valid_rows = torch.nonzero(key_valid.reshape(-1)).squeeze(1)
             else:
                 key_valid = None
+        if length == 0:
+            hidden = self.config.hidden_size
+            logits = torch.zeros(batch, 0, self.config.num_labels, device=input_ids.device)
+            pooled = torch.zeros(batch, hidden, device=input_ids.device)
+            doc_logits = None
+            if self.doc_head is not None:
+                doc_logits = F.linear(pooled, self.doc_head.weight.float(), self.doc_head.bias.float())
+            return EncoderOutput(logits=logits, pooled=pooled, doc_logits=doc_logits)
         x = self.embedding(input_ids).float()
         rotation = self.rotary(length, input_ids.device)
         for block in self.block:
