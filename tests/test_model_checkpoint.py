@@ -250,7 +250,9 @@ def test_reduced_precision_modes_agree_with_fp32(dirs, model, mode, tmp_path):
     with torch.inference_mode():
         full, low = model(ids), reduced(ids)
     agreement = (full.logits.argmax(-1) == low.logits.argmax(-1)).float().mean().item()
-    assert agreement >= 0.97, agreement
+    # fp16 keeps 11 mantissa bits: labels must not move. bf16 rounding of these fp32
+    # random weights (real checkpoints are bf16 already) may flip a rare near-tie.
+    assert agreement >= (0.999 if mode == "fp16" else 0.98), agreement
     diff = (torch.log_softmax(full.logits, -1) - torch.log_softmax(low.logits, -1)).abs()
     assert float(diff.median()) < 0.05  # a few routing flips may move single tokens more
     # Saving a reduced model writes its (widened) weights; reloading reproduces it.
