@@ -71,6 +71,16 @@ def _apply_sinks(out: torch.Tensor, lse: torch.Tensor, sink_rows: torch.Tensor) 
     return out.mul_(torch.sigmoid(lse - sink_rows)[..., None])
 
 
+def _zero_fully_masked_rows(out: torch.Tensor, lse: torch.Tensor) -> None:
+    """Padding queries whose keys are all masked: force output 0 (the sink takes all mass).
+
+    The kernel returns 0 for them today; a NaN here would reach real tokens through
+    the next layer's keys, so do not depend on it.
+    """
+    out.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    lse.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def _dense_flash(q, k, v, sinks, key_valid):
     batch, length, num_heads, head_dim = q.shape
     num_kv = k.shape[2]
@@ -82,6 +92,8 @@ def _dense_flash(q, k, v, sinks, key_valid):
         mask = torch.zeros(batch, 1, 1, length, dtype=q.dtype, device=q.device)
         mask.masked_fill_(~key_valid[:, None, None, :], float("-inf"))
     out, lse = _FLASH_CPU(q_heads, k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, scale=1.0)
+    if mask is not None:
+        _zero_fully_masked_rows(out, lse)
     sink_rows = sinks.float().view(num_kv, group, 1).expand(num_kv, group, length).reshape(num_kv, group * length)
     out = _apply_sinks(out, lse, sink_rows)
     out = out.view(batch, num_kv, group, length, head_dim).permute(0, 3, 1, 2, 4)
@@ -130,6 +142,8 @@ def _blocked_flash(q, k, v, sinks, key_valid, left, right):
             key_mask.masked_fill_(~valid_blocks[selected], float("-inf"))
             mask = (band[None] + key_mask[:, None, :])[:, None]
         o, l = _FLASH_CPU(q_blocks[selected], k_blocks[selected], v_blocks[selected], attn_mask=mask, scale=1.0)
+        if not shared:
+            _zero_fully_masked_rows(o, l)
         out[selected] = o
         lse[selected] = l
     sink_rows = sinks.float().view(num_kv, group, 1).expand(num_kv, group, block).reshape(num_kv, group * block)

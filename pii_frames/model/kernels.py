@@ -32,7 +32,7 @@ def onednn_available() -> bool:
 def fbgemm_fp16_available() -> bool:
     """True when fbgemm's fp16-weight linear (x86) is available."""
     engines = torch.backends.quantized.supported_engines
-    return "fbgemm" not in _broken and ("fbgemm" in engines or "x86" in engines) and hasattr(
+    return ("fbgemm" in engines or "x86" in engines) and hasattr(
         torch.ops.quantized, "linear_prepack_fp16"
     )
 

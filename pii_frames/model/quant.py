@@ -40,11 +40,14 @@ class QuantizedExperts:
         self.b2 = b2.detach().float().contiguous()
         self.packed: tuple[list, list] | None = None
         if mode == "float16" and kernels.fbgemm_fp16_available():
-            # Linear layout [out, in] per expert, fp16 inside the pack.
-            self.packed = (
-                [kernels.pack_fp16(w1[e].detach().T, self.b1[e]) for e in range(self.num_experts)],
-                [kernels.pack_fp16(w2[e].detach().T, self.b2[e]) for e in range(self.num_experts)],
-            )
+            try:  # Linear layout [out, in] per expert, fp16 inside the pack.
+                self.packed = (
+                    [kernels.pack_fp16(w1[e].detach().T, self.b1[e]) for e in range(self.num_experts)],
+                    [kernels.pack_fp16(w2[e].detach().T, self.b2[e]) for e in range(self.num_experts)],
+                )
+            except RuntimeError:
+                self.packed = None  # no usable fbgemm: widen per expert like bf16
+        if self.packed is not None:
             self.w1 = self.w2 = None
         else:
             dtype = getattr(torch, mode)
