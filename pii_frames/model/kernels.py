@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["onednn_available", "fbgemm_fp16_available", "linear", "pack_fp16", "linear_fp16"]
+__all__ = ["onednn_available", "fbgemm_fp16_available", "linear", "pack_fp16", "linear_fp16", "unpack_fp16"]
 
 _LINEAR_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 _broken: set[str] = set()
@@ -58,16 +58,25 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
 
 def pack_fp16(weight: torch.Tensor, bias: torch.Tensor | None):
-    """Pack a Linear-layout fp32 weight [out, in] (+ bias) as fbgemm fp16."""
+    """Pack a Linear-layout fp32 weight [out, in] (+ bias) as fbgemm fp16.
+
+    >>> packed = pack_fp16(torch.ones(3, 2), None)
+    >>> linear_fp16(torch.ones(1, 2), packed).tolist()
+    [[2.0, 2.0, 2.0]]
+    """
     return torch.ops.quantized.linear_prepack_fp16(weight.float().contiguous(), None if bias is None else bias.float())
 
 
 def linear_fp16(x: torch.Tensor, packed) -> torch.Tensor:
-    """fp32 ``x @ W.T + b`` with W stored fp16 (fbgemm): fp32 activations and accumulation."""
+    """fp32 ``x @ W.T + b`` with W stored fp16 (fbgemm): fp32 activations and accumulation (see pack_fp16)."""
     return torch.ops.quantized.linear_dynamic_fp16(x, packed)
 
 
 def unpack_fp16(packed) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(weight [out, in] fp32, bias) of an fbgemm fp16 pack."""
+    """(weight [out, in] fp32, bias) of an fbgemm fp16 pack.
+
+    >>> unpack_fp16(pack_fp16(torch.full((1, 2), 0.5), None))[0].tolist()
+    [[0.5, 0.5]]
+    """
     weight, bias = torch.ops.quantized.linear_unpack_fp16(packed)
     return weight.float(), bias

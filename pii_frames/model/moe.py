@@ -38,8 +38,9 @@ def clamped_swiglu(z: torch.Tensor, limit: float, alpha: float, inplace: bool = 
     ``inplace`` overwrites ``z`` (inference only) to save memory passes; the
     result is bit-identical.
 
-    >>> clamped_swiglu(torch.tensor([[0.0, 10.0, 1.0, -10.0]]), 7.0, 1.702).tolist()
-    [[0.0, 0.0]]
+    >>> z = torch.tensor([[0.0, 10.0, 1.0, -10.0]])  # gates (0, 10), ups (1, -10)
+    >>> clamped_swiglu(z, 7.0, 1.702).round().tolist()  # 7 * sigmoid(11.9) * (-7 + 1)
+    [[0.0, -42.0]]
     """
     gate, up = z.chunk(2, dim=-1)
     if inplace:

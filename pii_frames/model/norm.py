@@ -14,7 +14,7 @@ class RMSNorm(nn.Module):
     >>> norm = RMSNorm(4)
     >>> with torch.no_grad():
     ...     _ = norm.scale.fill_(1.0)
-    >>> norm(torch.full((1, 4), 2.0)).tolist()
+    >>> norm(torch.full((1, 4), 2.0)).round(decimals=4).tolist()
     [[1.0, 1.0, 1.0, 1.0]]
     """
 
