@@ -92,7 +92,16 @@ class QuantizedExperts:
 
 
 def quantize_moe_(moe: nn.Module, mode: str) -> None:
-    """Replace a MoE layer's fp32 expert parameters by reduced storage, in place."""
+    """Replace a MoE layer's fp32 expert parameters by reduced storage, in place.
+
+    >>> from pii_frames.model.config import ModelConfig
+    >>> from pii_frames.model.moe import MoE
+    >>> moe = MoE(ModelConfig(1, 8, 8, 2, 1, 10, 33, 4, 2, 1)).requires_grad_(False)
+    >>> _ = [p.normal_() for p in moe.parameters()]
+    >>> quantize_moe_(moe, "float16")
+    >>> moe.quantized.dtype, moe(torch.randn(3, 8)).shape
+    (torch.float16, torch.Size([3, 8]))
+    """
     moe.quantized = QuantizedExperts(moe.swiglu_weight, moe.swiglu_bias, moe.out_weight, moe.out_bias, mode)
     # The fp32 originals are dropped so only the reduced copy stays resident.
     for name in ("swiglu_weight", "swiglu_bias", "out_weight", "out_bias"):
