@@ -10,6 +10,7 @@ reassembled per sequence in input order.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -61,15 +62,19 @@ def plan_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     return batches
 
 
-def default_num_threads(model: PrivacyFilterModel, padded_tokens: int) -> int | None:
-    """Thread count for a CPU batch; None leaves torch's setting alone (e.g. on CUDA).
+def default_num_threads(model: PrivacyFilterModel) -> int | None:
+    """Thread count for CPU batches; None leaves torch's setting alone (e.g. on CUDA).
 
-    On small shared CPUs (<= 2 cores) one thread is fastest: the expert GEMMs
-    are thin and a second thread mostly adds synchronisation.
+    On machines with two or fewer cores one thread: two OpenMP threads were over
+    20x slower than one whenever another process kept a core busy, and only
+    1.3-1.5x faster on an idle machine (benchmarks/README.md).
+
+    >>> default_num_threads(model)  # doctest: +SKIP
+    1
     """
     if model.device.type != "cpu":
         return None
-    cores = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 1 if cores <= 2 else None
 
 
@@ -108,8 +113,8 @@ def run_sequences(
 
     ``progress`` is called after each batch with the number of real tokens it
     processed (tqdm's ``update`` fits). ``num_threads``: torch CPU threads for
-    the call ("auto" picks per batch, None keeps the current setting); the
-    global setting is restored afterwards. Document probabilities are
+    the call ("auto": see :func:`default_num_threads`; None keeps the current
+    setting); the global setting is restored afterwards. Document probabilities are
     ``softmax(doc_head(mean of the windows' pooled states weighted by their
     token counts))``.
 
@@ -132,6 +137,7 @@ def run_sequences(
     device = model.device
     pad_id = model.config.pad_token_id
 
+    threads = default_num_threads(model) if num_threads == "auto" else num_threads
     for batch in plan_batches([w.ids.size for w in windows], token_budget):
         longest = windows[batch[0]].ids.size
         ids = np.full((len(batch), longest), pad_id, dtype=np.int64)
@@ -140,7 +146,6 @@ def run_sequences(
             length = windows[index].ids.size
             ids[row, :length] = windows[index].ids
             mask[row, :length] = True
-        threads = default_num_threads(model, ids.size) if num_threads == "auto" else num_threads
         with _torch_threads(threads), torch.inference_mode():
             output = model(
                 torch.from_numpy(ids).to(device),
