@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=48, help="documents per step")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--warmup-steps", type=int, default=150)
-    parser.add_argument("--composed", type=float, default=0.6,
+    parser.add_argument("--composed", type=float, default=0.75,
                         help="share of training documents composed from clause frames (see synthetic.generate)")
     parser.add_argument("--validation-examples", type=int, default=600)
     parser.add_argument("--eval-examples", type=int, default=2000, help="held-out-template documents to score")

@@ -184,14 +184,22 @@ class EvalReport:
         return figure
 
     def save_png(self, path: str | os.PathLike) -> Path:
-        """Save a bar chart of precision/recall/F1 per label (needs matplotlib)."""
+        """Save a bar chart of precision/recall/F1 per label (needs matplotlib).
+
+        >>> report.save_png("eval.png")   # doctest: +SKIP
+        PosixPath('eval.png')
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._figure().savefig(path, dpi=120)
         return path
 
     def save_html(self, path: str | os.PathLike) -> Path:
-        """Save a self-contained HTML report: summary, per-label table and (with matplotlib) the chart."""
+        """Save a self-contained HTML report: summary, per-label table and (with matplotlib) the chart.
+
+        >>> report.save_html("eval.html")   # doctest: +SKIP
+        PosixPath('eval.html')
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         chart = ""
@@ -229,7 +237,11 @@ def _fmt(value: float | None) -> str:
 
 
 def load_eval_examples(records, *, max_examples: int | None = None) -> list[Example]:
-    """Examples from a path (file, directory, glob), a list of :class:`Example` or a list of record dicts."""
+    """Examples from a path (file, directory, glob), a list of :class:`Example` or a list of record dicts.
+
+    >>> [ex.text for ex in load_eval_examples([{"text": "hi", "spans": {}}])]
+    ['hi']
+    """
     if isinstance(records, (str, os.PathLike)):
         return read_examples(records, max_examples=max_examples)
     records = list(records)

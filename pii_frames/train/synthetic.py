@@ -123,7 +123,7 @@ _RAW_TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
                "Verified with date of birth {dob1}."),
         (None, "Escalation: {name1} says the reset link {url} expired before they could use it. Reach them at "
                "{phone1} or {email1}."),
-        (None, "Ticket {ticket} closed by {name2}. Resolution: replacement device shipped to {street1}, {city}. "
+        (None, "Ticket {ticket} closed by {name2}. Resolution: replacement device shipped to {addr1}. "
                "Customer {name1} confirmed receipt on {date}."),
         (None, "Complaint from {name1}: \"Someone used my card {card} at {company} on {date}. Please block it "
                "immediately.\" Callback number: {phone1}."),
@@ -200,7 +200,7 @@ _RAW_TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
         (None, "To: {email2}\nCc: {email3}\nSubject: {subject}\n\n{first2}, {first3} - I'll be on leave from {date} "
                "to {date2}. {name1} covers for me ({phone1})."),
         (None, "Hello {name2},\n\nmy personal site {profile1} lists my portfolio. My home address for the courier is "
-               "{street1}, {city}.\n\nRegards,\n{name1}"),
+               "{addr1}.\n\nRegards,\n{name1}"),
         (None, "Your one-time recovery code is {token}. It expires on {date}. If you did not request it, contact "
                "{email2}."),
         ("de", "Sehr geehrte Frau {last1},\n\nvielen Dank für Ihre Anfrage vom {date}. Bitte überweisen Sie den "
@@ -242,7 +242,7 @@ _RAW_TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
         (None, "Reminder: the annual compliance training is due at the end of the month for all {dept} staff."),
         (None, "Salary adjustment for {first1} {last1} (employee {emp_id}) approved by {name2} on {date}. "
                "Paid to card account {account}."),
-        (None, "Visa paperwork for {name1}: passport copy received {date}, home address {street1}, {city}, "
+        (None, "Visa paperwork for {name1}: passport copy received {date}, home address {addr1}, "
                "personal email {email1}."),
     ],
     "medical_note": [
@@ -286,7 +286,7 @@ _RAW_TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
         (None, "Bank transfer details\nBeneficiary: {name1}\nIBAN: {iban}\nReference: {invoice}\nAmount: {amount}"),
         (None, "{company} price list {version}\n{product}: {amount}\n{product2}: {amount2}\nPrices exclude VAT."),
         (None, "Credit note {invoice} issued to {name1} on {date}. Refund of {amount} credited to card {card}."),
-        (None, "Purchase order from {company}: {qty} units of {product}, deliver to {street1}, {city} by {date}. "
+        (None, "Purchase order from {company}: {qty} units of {product}, deliver to {addr1} by {date}. "
                "Buyer: {name1}, {phone1}."),
         (None, "Subscription renewal for {email1}: plan Pro, {amount}/month, next billing date {date}, customer "
                "account {account}."),
@@ -503,7 +503,7 @@ class _RenderContext:
         if self.rng.random() < 0.15 and self.english:
             return (f"{self.rng.randint(1, 9999)} {self.rng.choice(('Beautiful', 'Maple', 'Cedar', 'Nowhere', 'Oak', 'Harbor'))} "
                     f"{self.rng.choice(('Court', 'Lane', 'Street', 'Avenue', 'Road', 'Drive', 'Way'))}")
-        return _clean_spaces(self.fake.street_address())
+        return _clean_spaces(self.fake.street_address().replace("\n", ", "))
 
     def _address(self, street: str) -> str:
         if self.rng.random() < 0.5:
@@ -778,6 +778,7 @@ _FRAMES: dict[str, list[str]] = {
         "his email: {emailN}", "login {emailN}", "e-mail {emailN}", "notify {emailN} when done",
         "the account {emailN} was locked", "new email {emailN}", "from: {emailN}", "mail {emailN} the receipt",
         "registered with {emailN}", "invite {emailN} to the call", "user {emailN} signed up",
+        "or {emailN}", "email address: {emailN}", "({emailN}) wrote", "via {emailN}",
     ],
     "phone": [
         "call me at {phoneN}", "phone: {phoneN}", "tel. {phoneN}", "mobile {phoneN}", "my number is {phoneN}",
@@ -852,6 +853,10 @@ _FILLERS: dict[str, list[str]] = {
         "waiting for {company}", "documentation: {public_url}", "request id {uuid}",
         "reach out to the {team} team", "welcome aboard", "action required", "attention: maintenance tonight",
         "the total is {amount}", "Monday works for everyone", "{company} confirmed the shipment",
+        "Quarterly Business Review", "Customer Success Team", "Terms and Conditions apply",
+        "see the Privacy Policy", "submitted via Web Form", "Best Practices Guide attached",
+        "{company} Support", "the {city} Office", "Release Candidate {version}", "Annual Report",
+        "Human Resources Department", "Product Roadmap Review", "Board Meeting Minutes",
         "room {ext} is booked", "{qty} units in stock", "build {n} passed", "request from IP {ip}",
         "order {order} total {amount}", "commit {sha} deployed", "it is {temp} degrees outside",
         "it takes {duration} seconds", "Paris office closed", "see section 4.2",
@@ -904,6 +909,24 @@ _OPENERS: dict[str, list[str]] = {
     "public_text": ["News", "Announcement", "Release notes {version}", "Tip of the day", "Weather", "Events",
                     "Changelog", "Travel update"],
 }
+_FORM_PII_FIELDS = [
+    "Name: {nameN}", "Full name: {nameN}", "Customer: {nameN}", "Patient: {nameN}", "Employee: {nameN}",
+    "Contact: {nameN}", "Email: {emailN}", "E-mail: {emailN}", "Phone: {phoneN}", "Mobile: {phoneN}",
+    "Tel: {phoneN}", "Address: {addrN}", "Street: {streetN}", "Date of birth: {dobN}", "DOB: {dobN}",
+    "Date: {date}", "IBAN: {iban}", "Account: {account}", "Card: {card}", "SSN: {ssn}", "Customer ID: {cust}",
+    "Policy: {policy}", "Website: {profileN}", "Link: {url}", "Password: {password}", "API key: {apikey}",
+    "Token: {token}", "Emergency contact: {nameN}, {phoneN}", "Requester: {nameN} <{emailN}>",
+    "Home address: {addrN}", "Start date: {date}", "Bank account: {iban}",
+]
+_FORM_NEUTRAL_FIELDS = [
+    "Company: {company}", "Department: {dept}", "Product: {product}", "City: {city}", "Order: {order}",
+    "Status: open", "Priority: high", "Subject: {subject}", "Ticket: {ticket}", "Amount: {amount}",
+    "Version: {version}", "Team: {team}", "Job title: {job}", "Medication: {drug}", "Symptom: {symptom}",
+    "Invoice: {invoice}", "Quantity: {qty}", "Source: Web Form", "Channel: Phone Support",
+    "Category: Billing Question", "Assigned team: Customer Success", "Location: {city} Office",
+    "Request ID: {uuid}", "IP: {ip}", "Time: {time}", "Plan: Business", "Region: Europe West",
+]
+_WRAPPERS = (('"', '"'), ("'", "'"), ("(", ")"), ("[", "]"), ("", "?"), ("", "!"), ("", ")."), ("*", "*"))
 _CLOSINGS = ["Best,", "Regards,", "Thanks,", "Kind regards,", "Cheers,", "Sincerely,"]
 _CONNECTORS = [", ", " and ", "; ", " - ", ", and "]
 
@@ -925,8 +948,27 @@ def _capitalised(text: str) -> str:
     return text[0].upper() + text[1:] if text and text[0] != "{" else text
 
 
+def _decorated(frame: str, rng: random.Random) -> str:
+    """Sometimes put quotes, brackets or punctuation right around the frame's first slot (boundary practice)."""
+    if rng.random() >= 0.15:
+        return frame
+    before, after = rng.choice(_WRAPPERS)
+    return _SLOT_PATTERN.sub(lambda m: f"{before}{m.group(0)}{after}", frame, count=1)
+
+
+def _compose_form(kind: str, rng: random.Random, split: str) -> str:
+    fields = []
+    for _ in range(rng.randint(2, 6)):
+        pool = _FORM_PII_FIELDS if rng.random() < 0.6 else _FORM_NEUTRAL_FIELDS
+        fields.append(_with_person(rng.choice(_split_items(pool, split)), rng))
+    opener = rng.choice(_split_items(_OPENERS[kind], split)) if kind in _OPENERS else ""
+    return (opener + "\n" if opener and rng.random() < 0.7 else "") + "\n".join(fields)
+
+
 def _compose_text(kind: str, rng: random.Random, split: str) -> str:
     """Template text (with {slots}) of one composed document of ``kind``."""
+    if kind not in ("chat", "log", "public_text") and rng.random() < 0.3:
+        return _compose_form(kind, rng, split)
     fillers = _split_items(_FILLERS["general"], split) + 2 * _split_items(_FILLERS.get(kind, []), split)
     if kind == "public_text":
         sentences = [_capitalised(rng.choice(_split_items(_FILLERS["public_text"], split)))
@@ -943,7 +985,8 @@ def _compose_text(kind: str, rng: random.Random, split: str) -> str:
             level = rng.choice(("INFO", "WARN", "ERROR", "DEBUG"))
             lines.append(f"{{ts{line_number}}} {level} {{service}}: {body}")
         return "\n".join(lines)
-    clauses = [_with_person(rng.choice(_split_items(_FRAMES[rng.choices(groups, weights)[0]], split)), rng)
+    clauses = [_decorated(_with_person(rng.choice(_split_items(_FRAMES[rng.choices(groups, weights)[0]], split)),
+                                       rng), rng)
                for _ in range(rng.randint(1, 4))]
     clauses += [rng.choice(fillers) for _ in range(rng.randint(0, 2))]
     rng.shuffle(clauses)
@@ -955,7 +998,8 @@ def _compose_text(kind: str, rng: random.Random, split: str) -> str:
         take = rng.choice((1, 1, 2))
         sentences.append(_capitalised(rng.choice(_CONNECTORS).join(clauses[position:position + take])))
         position += take
-    body = rng.choice((". ", ".\n", ". ")).join(sentences) + rng.choice((".", ".", "!", ""))
+    body = "".join(sentence + (rng.choice((". ", ". ", ".\n", "? ", "! ")) if i < len(sentences) - 1 else "")
+                   for i, sentence in enumerate(sentences)) + rng.choice((".", ".", "!", "?", ""))
     opener = rng.choice(_split_items(_OPENERS[kind], split))
     if rng.random() < 0.6:
         body = opener + rng.choice(("\n", "\n\n", ": ", " - ")) + body
@@ -971,7 +1015,8 @@ _SLOT_PATTERN = re.compile(r"\{([a-z_]+?)(\d?)\}")
 def _check_catalog() -> None:
     # Fail at import time, not in the middle of a long generation run, if a template names an unknown slot.
     texts = [(t.template_id, t.text) for t in _CATALOG]
-    pieces = [*_LOG_FRAMES, *_LOG_FILLERS, *(f for fs in _FRAMES.values() for f in fs),
+    pieces = [*_LOG_FRAMES, *_LOG_FILLERS, *_FORM_PII_FIELDS, *_FORM_NEUTRAL_FIELDS,
+              *(f for fs in _FRAMES.values() for f in fs),
               *(f for fs in _FILLERS.values() for f in fs), *(o for os_ in _OPENERS.values() for o in os_)]
     texts += [("composition piece", _with_person(piece, random.Random(0))) for piece in pieces]
     for where, text in texts:
