@@ -97,9 +97,12 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=32)
     parser.add_argument("--model", default=None, help="checkpoint (default: the embedded default model)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for every path (1 is fastest on small shared CPUs)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
-    detector = pii.load(args.model or "default", device="cpu", cache_size=0)
+    detector = pii.load(args.model or "default", device="cpu", cache_size=0, threads=args.threads)
     print(f"model: {detector.model_id}  threads: {torch.get_num_threads()}")
     rows = synthetic_column(detector.tokenizer, args.rows, seed=args.seed)
     lengths = np.array([len(x) for x in detector.tokenizer.encode_batch(rows)])
