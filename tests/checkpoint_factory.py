@@ -32,16 +32,7 @@ from typing import Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
-V2_SPAN_CLASSES = (
-    "account_number",
-    "private_address",
-    "private_date",
-    "private_email",
-    "private_person",
-    "private_phone",
-    "private_url",
-    "secret",
-)
+from pii_frames.model.config import DEFAULT_SPAN_CLASS_NAMES as V2_SPAN_CLASSES
 
 __all__ = [
     "V2_SPAN_CLASSES",

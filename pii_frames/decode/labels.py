@@ -7,22 +7,15 @@ from typing import Iterable
 
 import numpy as np
 
+from pii_frames.model.config import DEFAULT_SPAN_CLASS_NAMES
+
 __all__ = ["BACKGROUND", "BOUNDARY_TAGS", "DEFAULT_LABEL_NAMES", "DEFAULT_SPAN_LABELS", "LabelSpace"]
 
 BACKGROUND = "O"
 BOUNDARY_TAGS = ("B", "I", "E", "S")
 
 # openai/privacy-filter "v2" label space: O, then B/I/E/S for each class in this order.
-DEFAULT_SPAN_LABELS = (
-    "account_number",
-    "private_address",
-    "private_date",
-    "private_email",
-    "private_person",
-    "private_phone",
-    "private_url",
-    "secret",
-)
+DEFAULT_SPAN_LABELS = DEFAULT_SPAN_CLASS_NAMES
 DEFAULT_LABEL_NAMES = (BACKGROUND,) + tuple(f"{tag}-{name}" for name in DEFAULT_SPAN_LABELS for tag in BOUNDARY_TAGS)
 
 # Integer codes of the boundary tag of every label (see LabelSpace.tags).

@@ -8,10 +8,19 @@ Tensors only, no text. Typical use::
     outputs[0].logprobs.shape                           # (3, num_labels)
 """
 
-from .checkpoint import CheckpointError, load_model, save_opf_checkpoint
-from .config import ModelConfig, read_config
-from .encoder import EncoderOutput, PrivacyFilterModel
-from .runner import SequenceOutput, run_sequences
+# Imported on first use: the config module is torch-free and is read by code
+# (label spaces, DAG parsing) that must not pay for importing torch.
+_LAZY = {
+    "CheckpointError": "checkpoint",
+    "load_model": "checkpoint",
+    "save_opf_checkpoint": "checkpoint",
+    "ModelConfig": "config",
+    "read_config": "config",
+    "EncoderOutput": "encoder",
+    "PrivacyFilterModel": "encoder",
+    "SequenceOutput": "runner",
+    "run_sequences": "runner",
+}
 
 __all__ = [
     "CheckpointError",
@@ -24,3 +33,13 @@ __all__ = [
     "run_sequences",
     "save_opf_checkpoint",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'pii_frames.model' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
