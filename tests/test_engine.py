@@ -218,3 +218,16 @@ def test_cuda_device_auto_and_explicit():
 def test_policy_with_unknown_label_is_rejected(detector):
     with pytest.raises(ValueError, match="private_persn"):
         detector.redact("Ann", policy=pii.Policy(labels=["private_persn"]))
+
+
+def test_package_import_stays_light():
+    """DAG parsing and dbt start-up import pii_frames: no torch, polars or model until first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pii_frames, pii_frames.redact.policy, pii_frames.model.config; "
+        "heavy = [m for m in ('torch', 'polars', 'transformers') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
