@@ -811,69 +811,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------- download
-def _hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-
-
-def _check_online(name: str) -> None:
-    """Fail fast and clearly when the hub cannot be reached (instead of minutes of retries)."""
-    import socket
-    from urllib.parse import urlparse
-
-    offline_hint = (f"cannot download {name}: the Hugging Face hub is not reachable from this machine. "
-                    "Download it where there is network access (pii-frames download, or "
-                    "huggingface-cli download), copy the folder here, then pass --model DIR or set PII_FRAMES_MODEL")
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        raise CliError(offline_hint.replace("is not reachable from this machine", "is disabled (HF_HUB_OFFLINE is set)"))
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return  # a proxy decides reachability; let the client try
-    endpoint = urlparse(_hub_endpoint())
-    try:
-        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=5):
-            pass
-    except OSError:
-        raise CliError(offline_hint) from None
-
-
 def cmd_download(args: argparse.Namespace) -> int:
-    name = args.name.strip()
-    if name.count("/") != 1 or name.startswith("/") or name.endswith("/"):
-        raise CliError(f"NAME must be a hub repository like openai/privacy-filter, got {args.name!r}", EXIT_USAGE)
-    _check_online(name)
-    try:
-        from huggingface_hub import HfApi, snapshot_download
-    except ImportError:
-        raise CliError("downloading needs the huggingface_hub package: pip install huggingface_hub") from None
+    from pii_frames.download import DownloadError, download_checkpoint
 
     try:
-        files = HfApi(endpoint=_hub_endpoint()).list_repo_files(name, revision=args.revision)
-    except Exception as error:  # the hub client raises many types (HTTP, auth, not found)
-        raise CliError(f"cannot list {name} on the hub: {_one_line(error)}") from None
-    has_original = any(f.startswith("original/") for f in files)
-    patterns = ["original/*"] if has_original else ["*.json", "*.safetensors"]
-
-    if args.dir is None and name != "openai/privacy-filter":
-        # Into the Hugging Face cache, where `--model NAME` finds it.
-        path = snapshot_download(name, revision=args.revision, allow_patterns=patterns)
-        target = Path(path) / "original" if has_original else Path(path)
-    else:
-        target = Path(args.dir or Path.home() / ".opf" / "privacy_filter").expanduser().resolve()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.download-"))
-        try:
-            snapshot_download(name, revision=args.revision, allow_patterns=patterns, local_dir=staging)
-            source = staging / "original" if has_original else staging
-            target.mkdir(parents=True, exist_ok=True)
-            for item in source.iterdir():
-                if item.name.startswith(".") or item.is_dir():
-                    continue  # hub bookkeeping (.cache) and nested folders
-                os.replace(item, target / item.name)
-        finally:
-            import shutil
-
-            shutil.rmtree(staging, ignore_errors=True)
-    print(f"downloaded {name} to {target}")
-    print(f"use it with --model {target if args.dir or name == 'openai/privacy-filter' else name}")
+        target, use_as = download_checkpoint(args.name, revision=args.revision, directory=args.dir)
+    except DownloadError as error:
+        raise CliError(str(error), EXIT_USAGE if error.usage else 1) from None
+    print(f"downloaded {args.name.strip()} to {target}")
+    print(f"use it with --model {use_as}")
     return 0
 
 
