@@ -779,6 +779,7 @@ _FRAMES: dict[str, list[str]] = {
         "the account {emailN} was locked", "new email {emailN}", "from: {emailN}", "mail {emailN} the receipt",
         "registered with {emailN}", "invite {emailN} to the call", "user {emailN} signed up",
         "or {emailN}", "email address: {emailN}", "({emailN}) wrote", "via {emailN}",
+        "{emailN} is my work address", "write to {emailN} about refunds", "email {emailN} for access",
     ],
     "phone": [
         "call me at {phoneN}", "phone: {phoneN}", "tel. {phoneN}", "mobile {phoneN}", "my number is {phoneN}",
@@ -786,6 +787,9 @@ _FRAMES: dict[str, list[str]] = {
         "callback number {phoneN}", "dial {phoneN}", "his cell is {phoneN}", "phone number on file: {phoneN}",
         "WhatsApp {phoneN}", "call {phoneN} to confirm", "or {phoneN}", "contact number {phoneN}",
         "she can be reached on {phoneN}", "emergency contact phone {phoneN}",
+        "call {phoneN} about the order", "reach me at {phoneN} during office hours", "text {phoneN} if late",
+        "{phoneN} is my work number", "phone {phoneN} before noon", "try {phoneN} again tomorrow",
+        "ring {phoneN} for directions", "{phoneN} works best",
     ],
     "address": [
         "I live at {addrN}", "address: {addrN}", "ship to {addrN}", "home address {addrN}",
@@ -794,6 +798,7 @@ _FRAMES: dict[str, list[str]] = {
         "the parcel went to {addrN}", "residence: {addrN}", "send the keys to {streetN}", "new address {addrN}",
         "lives at {addrN}", "address on file {streetN}", "from {addrN}", "pick up at {streetN}",
         "forwarding address {addrN}",
+        "{streetN} is where I live", "deliver to {addrN} before Friday", "I moved to {addrN} last year",
     ],
     "date": [
         "on {date}", "born {dobN}", "date of birth: {dobN}", "DOB {dobN}", "since {date}", "before {date}",
@@ -801,6 +806,7 @@ _FRAMES: dict[str, list[str]] = {
         "last seen {date}", "appointment {date}", "started {date}", "expires {date}", "birthday {dobN}",
         "visit date: {date}", "by {date}", "dated {date}", "as of {date}", "next review {date}",
         "moving date {date}", "admitted {date}", "effective {date}",
+        "{dobN} is my birthday", "on {date} at noon", "since {date} without reply", "until {date} inclusive",
     ],
     "url": [
         "link: {url}", "see {url}", "my profile {profileN}", "open {url}", "download it from {url}",
@@ -825,7 +831,7 @@ _FRAMES: dict[str, list[str]] = {
         "social security number {ssn}", "bank account {iban}", "customer ID {cust}",
     ],
 }
-_FRAME_WEIGHTS = {"person": 4, "email": 2, "phone": 2, "address": 2, "date": 2, "url": 2, "secret": 3,
+_FRAME_WEIGHTS = {"person": 3, "email": 2, "phone": 2, "address": 2, "date": 2, "url": 2, "secret": 3,
                   "account": 2}
 
 _LOG_FRAMES = [
@@ -870,7 +876,10 @@ _FILLERS: dict[str, list[str]] = {
         "hope you are well", "following up on our call", "looking forward to hearing from you",
         "sorry for the late reply", "please find the details below", "have a great weekend",
     ],
-    "chat": ["lol", "ok", "sounds good", "brb", "see you soon", "👍", "haha", "can't today", "on my way"],
+    "chat": ["lol", "ok", "sounds good", "brb", "see you soon", "👍", "haha", "can't today", "on my way",
+             "did you watch Game of Thrones?", "going to Paris tomorrow", "meeting with Sales at 3",
+             "Happy New Year!", "is the Google Doc updated?", "Netflix tonight?", "Monday is a holiday",
+             "Slack is down again", "the Berlin trip is booked"],
     "hr_note": [
         "performance rating: exceeds expectations", "leave approved", "training completed",
         "salary band unchanged", "probation ends next month", "contract extended",
@@ -928,7 +937,8 @@ _FORM_NEUTRAL_FIELDS = [
 ]
 _WRAPPERS = (('"', '"'), ("'", "'"), ("(", ")"), ("[", "]"), ("", "?"), ("", "!"), ("", ")."), ("*", "*"))
 _CLOSINGS = ["Best,", "Regards,", "Thanks,", "Kind regards,", "Cheers,", "Sincerely,"]
-_CONNECTORS = [", ", " and ", "; ", " - ", ", and "]
+_CONNECTORS = [", ", " and ", "; ", " - ", ", and ", " about ", " because ", " so ", " but ", " when ", " if ",
+               " then "]
 
 
 def _split_items(items: list[str], split: str) -> list[str]:
