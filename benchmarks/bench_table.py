@@ -67,8 +67,8 @@ def synthetic_column(tokenizer, n_rows: int, *, seed: int = 0, repeat_share: flo
 
 def run_padded(detector, rows: list[str], batch_rows: int) -> list:
     """Fixed-size padded batches in input order: the usual hand-written baseline."""
-    model, tokenizer = detector._shared.model, detector.tokenizer
-    label_space = detector._shared.label_space
+    model, tokenizer = detector.model, detector.tokenizer
+    label_space = detector.label_space
     pad = model.config.pad_token_id
     results = []
     with torch.inference_mode():

@@ -53,7 +53,7 @@ class LookupModel(torch.nn.Module):
 def detector():
     return SimpleNamespace(model=LookupModel(), tokenizer=load_tokenizer(), labels=list(DEFAULT_LABEL_NAMES),
                            doc_classes=None, n_ctx=4096, token_budget=8192, decode_mode="viterbi",
-                           model_id="lookup-model", device="cpu")
+                           model_id="lookup-model", device="cpu", calibration=None, biases=None)
 
 
 RECORDS = [

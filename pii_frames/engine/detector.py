@@ -159,6 +159,21 @@ class Detector:
     def config(self):
         return self._shared.model.config
 
+    @property
+    def model(self):
+        """The loaded :class:`~pii_frames.model.encoder.PrivacyFilterModel` (shared by Detectors on it)."""
+        return self._shared.model
+
+    @property
+    def label_space(self):
+        """The model's :class:`~pii_frames.decode.labels.LabelSpace` (BIOES index maps)."""
+        return self._shared.label_space
+
+    @property
+    def calibration(self) -> dict | None:
+        """Viterbi transition biases from the checkpoint's ``viterbi_calibration.json`` (None when absent)."""
+        return dict(self._shared.calibration) if self._shared.calibration else None
+
     def __repr__(self) -> str:
         return (
             f"Detector(model={self.model_id!r}, device='{self.device}', dtype={str(self.dtype).replace('torch.', '')}, "

@@ -252,17 +252,9 @@ def load_eval_examples(records, *, max_examples: int | None = None) -> list[Exam
     return examples_from_records(records)
 
 
-def _model_of(detector):
-    # The Detector keeps its model in the shared per-checkpoint state.
-    model = getattr(detector, "model", None)
-    if model is None:
-        model = detector._shared.model
-    return model
-
-
 def _calibration_of(detector, biases: dict | None) -> dict:
-    merged = dict(getattr(getattr(detector, "_shared", None), "calibration", None) or {})
-    merged.update(getattr(detector, "biases", None) or {})
+    merged = dict(detector.calibration or {})
+    merged.update(detector.biases or {})
     merged.update(biases or {})
     return merged
 
@@ -309,7 +301,7 @@ def evaluate(
     if decode_mode not in ("viterbi", "argmax"):
         raise ValueError(f"decode_mode must be 'viterbi' or 'argmax', got {decode_mode!r}")
     examples = load_eval_examples(records, max_examples=max_examples)
-    model = _model_of(detector)
+    model = detector.model
     tokenizer = detector.tokenizer
     label_space = LabelSpace.from_names(detector.labels)
     doc_classes = list(detector.doc_classes or [])
