@@ -5,7 +5,7 @@ Reproducible: synthetic data, initialisation and batch order all derive from --s
 after a fixed number of optimizer steps, so the same command gives the same weights on the same
 torch/faker versions (CPU). Progress goes to stderr; the figures go to MODEL_CARD.md in the output folder.
 
-    python scripts/train_default_model.py                      # full recipe (about 20-25 minutes on a shared 2-core CPU)
+    python scripts/train_default_model.py                      # full recipe (about 20 minutes on 2 CPU cores)
     python scripts/train_default_model.py --steps 50 --out /tmp/quick --eval-examples 200   # smoke run
 
 Recipe: a fresh privacy-filter-family model (init_compact_model) is trained with pii_frames.train.finetune on
@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the package asset)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=3300, help="optimizer steps (one pass over fresh data)")
+    parser.add_argument("--steps", type=int, default=2800, help="optimizer steps (one pass over fresh data)")
     parser.add_argument("--batch-size", type=int, default=48, help="documents per step")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--warmup-steps", type=int, default=150)
