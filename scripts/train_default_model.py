@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from pii_frames.train.synthetic import KINDS, LOCALES, generate  # noqa: E402
 
 DEFAULT_OUT = REPO / "pii_frames" / "assets" / "default_model"
-OPF_SAMPLE = Path("/work/shared/data/opf-examples/sample_eval_five_examples.jsonl")
+OPF_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "opf-examples" / "sample_eval_five_examples.jsonl"
 ARCHITECTURE = dict(hidden_size=160, num_hidden_layers=3, num_experts=8, experts_per_token=2, head_dim=32,
                     num_attention_heads=4, num_key_value_heads=2, context=48, vocab_size=32768)
 SHIPPED_FILES = ("config.json", "model.safetensors", "viterbi_calibration.json")

@@ -25,7 +25,8 @@ from pii_frames.airflow.jobs import SanitizeJob
 pytestmark = pytest.mark.airflow
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = "/work/shared/fixtures/opf-tiny"
+from shared_paths import OPF_TINY  # noqa: E402
+TINY = str(OPF_TINY)
 ORIGINAL_SANITIZE_CHUNK = SanitizeJob.sanitize_chunk
 ORIGINAL_SANITIZE_TABLE = SanitizeJob.sanitize_table
 ROWS = 5_000

@@ -20,8 +20,9 @@ import pytest
 
 from pii_frames.airflow.jobs import SanitizeJob, SanitizeJobError, parse_columns, resolve_policy
 from pii_frames.airflow.tables import parse_location, plan_parquet_pieces
+from shared_paths import OPF_TINY  # noqa: E402
 
-TINY = "/work/shared/fixtures/opf-tiny"
+TINY = str(OPF_TINY)
 REPO = Path(__file__).resolve().parents[1]
 ORIGINAL_SANITIZE_TABLE = SanitizeJob.sanitize_table
 

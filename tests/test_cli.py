@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import pii_frames
+from shared_paths import OPF_TINY  # noqa: E402
 
-MODEL = "/work/shared/fixtures/opf-tiny"
+MODEL = str(OPF_TINY)
 TEXT = "Hello, my name is John Smith and my email is john.smith@example.com"
 ROWS = [
     TEXT,

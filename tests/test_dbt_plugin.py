@@ -10,12 +10,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from shared_paths import OPF_TINY  # noqa: E402
 
 pytestmark = pytest.mark.dbt
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = REPO / "dbt_macros" / "integration_tests"
-TINY = "/work/shared/fixtures/opf-tiny"
+TINY = str(OPF_TINY)
 
 
 def make_plugin(config: dict, settings: dict | None = None):

@@ -9,8 +9,9 @@ import pytest
 
 import pii_frames
 import pii_frames.duckdb as pii_duckdb
+from shared_paths import OPF_TINY  # noqa: E402
 
-MODEL = "/work/shared/fixtures/opf-tiny"
+MODEL = str(OPF_TINY)
 ROWS = [
     "Hello, my name is John Smith and my email is john.smith@example.com",
     None,

@@ -14,7 +14,7 @@ import pii_frames as pii
 from pii_frames.engine import loading
 from pii_frames.engine.schema import DETECT_TYPE
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "opf-tiny"
+from shared_paths import OPF_TINY as FIXTURE  # noqa: E402
 
 
 @pytest.fixture(scope="module")

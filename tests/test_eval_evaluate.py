@@ -21,7 +21,7 @@ TEXT = "Hello, my name is John Smith and my email is john.smith@example.com"
 LABEL_OF_TOKEN = {5928: "B-private_person", 16627: "E-private_person", 64626: "B-private_email",
                   640: "I-private_email", 68671: "I-private_email", 81309: "I-private_email",
                   1136: "E-private_email"}
-OPF_SAMPLE = Path("/work/shared/data/opf-examples/sample_eval_five_examples.jsonl")
+from shared_paths import OPF_SAMPLE  # noqa: E402
 
 
 class LookupModel(torch.nn.Module):

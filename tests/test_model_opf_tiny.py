@@ -11,8 +11,9 @@ import torch
 
 from pii_frames.model import load_model, read_config, run_sequences
 from pii_frames.text import load_tokenizer
+from shared_paths import OPF_TINY  # noqa: E402
 
-FIXTURE = Path("/work/shared/fixtures/opf-tiny")
+FIXTURE = OPF_TINY
 pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason="opf-tiny fixture not available")
 
 

@@ -11,8 +11,9 @@ import pytest
 from pii_frames.decode import LabelSpace, decode_spans
 from pii_frames.redact import build_result
 from pii_frames.text import load_tokenizer
+from shared_paths import OPF_TINY  # noqa: E402
 
-FIXTURE = Path("/work/shared/fixtures/opf-tiny")
+FIXTURE = OPF_TINY
 if not (FIXTURE / "expected.json").is_file():
     pytest.skip("opf-tiny fixture not available", allow_module_level=True)
 

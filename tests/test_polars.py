@@ -9,8 +9,9 @@ from polars.exceptions import ComputeError
 import pii_frames
 import pii_frames.polars as pii
 import pii_frames.polars as pii_polars
+from shared_paths import OPF_TINY  # noqa: E402
 
-MODEL = "/work/shared/fixtures/opf-tiny"
+MODEL = str(OPF_TINY)
 ROWS = [
     "Hello, my name is John Smith and my email is john.smith@example.com",
     None,

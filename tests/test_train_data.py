@@ -21,7 +21,7 @@ from pii_frames.train.data import (
     read_label_space_json,
 )
 
-OPF_EXAMPLES = Path("/work/shared/data/opf-examples")
+from shared_paths import OPF_EXAMPLES  # noqa: E402
 
 
 def _write_lines(path: Path, lines: list[str]) -> Path:

@@ -15,8 +15,9 @@ from pii_frames.model.checkpoint import load_model, save_opf_checkpoint
 from pii_frames.train import commands
 from pii_frames.train.finetune import finetune, init_compact_model, remap_head
 from pii_frames.train.synthetic import generate
+from shared_paths import OPF_EXAMPLES  # noqa: E402
 
-DEMOS = Path("/work/shared/data/opf-examples")
+DEMOS = OPF_EXAMPLES
 SECRET_DEMO = DEMOS / "finetuning_secret_demo"
 CUSTOM_DEMO = DEMOS / "finetuning_custom_label_demo"
 needs_demos = pytest.mark.skipif(not DEMOS.is_dir(), reason="opf example data not available")
