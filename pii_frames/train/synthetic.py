@@ -42,6 +42,8 @@ from typing import Callable, Iterable
 
 from faker import Faker
 
+from pii_frames.model.config import DEFAULT_SPAN_CLASS_NAMES
+
 __all__ = [
     "SPAN_LABELS",
     "LOCALES",
@@ -53,16 +55,7 @@ __all__ = [
 ]
 
 #: The eight span classes of the opf v2 taxonomy, in model order.
-SPAN_LABELS = (
-    "account_number",
-    "private_address",
-    "private_date",
-    "private_email",
-    "private_person",
-    "private_phone",
-    "private_url",
-    "secret",
-)
+SPAN_LABELS = DEFAULT_SPAN_CLASS_NAMES
 
 LOCALES = ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL")
 
