@@ -9,17 +9,10 @@ from polars.exceptions import ComputeError
 import pii_frames
 import pii_frames.polars as pii
 import pii_frames.polars as pii_polars
-from shared_paths import OPF_TINY  # noqa: E402
+from shared_paths import ADAPTER_ROWS, OPF_TINY  # noqa: E402
 
 MODEL = str(OPF_TINY)
-ROWS = [
-    "Hello, my name is John Smith and my email is john.smith@example.com",
-    None,
-    "héllo wörld 🎉 — Ms. Zoë Łukasiewicz, 12 Rue de Rivoli, Paris",
-    "",
-    "Hello, my name is John Smith and my email is john.smith@example.com",
-    "Call +1 (415) 555-0100 before 2024-03-01 or visit https://example.org/x?id=7",
-]
+ROWS = ADAPTER_ROWS
 
 
 @pytest.fixture(scope="module")
