@@ -80,6 +80,25 @@ def test_unpadded_sequences_match_transformers(checkpoint):
         _assert_matches(torch.log_softmax(out.logits, -1), expected["logprobs"], mask)
 
 
+@pytest.mark.parametrize("weight_dtype", ["float32", "float16"])
+def test_expert_activation_schedules_agree(checkpoint, monkeypatch, weight_dtype):
+    # Small inputs run the SwiGLU once over all experts, large ones per expert slab: same values either way.
+    from pii_frames.model import moe
+
+    hf_dir, _, reference = checkpoint
+    model = load_model(hf_dir, weight_dtype=weight_dtype)
+    ids, mask = _padded_batch([5, 90, 260], 1000, seed=5)
+    outputs = {}
+    for limit in (0, 10**9):
+        monkeypatch.setattr(moe, "_BATCHED_ACTIVATION_MAX_ROWS", limit)
+        with torch.inference_mode():
+            outputs[limit] = model(ids, mask).logits
+    assert torch.equal(outputs[0], outputs[10**9])
+    if weight_dtype == "float32":
+        expected = hf_reference_outputs(reference, ids, mask.long())
+        _assert_matches(torch.log_softmax(outputs[0], -1), expected["logprobs"], mask)
+
+
 def test_runner_matches_transformers(checkpoint):
     hf_dir, _, reference = checkpoint
     model = load_model(hf_dir)
