@@ -82,21 +82,28 @@ def test_unpadded_sequences_match_transformers(checkpoint):
 
 @pytest.mark.parametrize("weight_dtype", ["float32", "float16"])
 def test_expert_activation_schedules_agree(checkpoint, monkeypatch, weight_dtype):
-    # Small inputs run the SwiGLU once over all experts, large ones per expert slab: same values either way.
+    # Small inputs run the SwiGLU once per group of experts (groups side by side with several threads),
+    # large ones per expert slab: the same values either way.
     from pii_frames.model import moe
 
     hf_dir, _, reference = checkpoint
     model = load_model(hf_dir, weight_dtype=weight_dtype)
     ids, mask = _padded_batch([5, 90, 260], 1000, seed=5)
     outputs = {}
-    for limit in (0, 10**9):
-        monkeypatch.setattr(moe, "_BATCHED_ACTIVATION_MAX_ROWS", limit)
-        with torch.inference_mode():
-            outputs[limit] = model(ids, mask).logits
-    assert torch.equal(outputs[0], outputs[10**9])
+    for limit, threads in ((0, 1), (10**9, 1), (10**9, 2), (10**9, 3)):
+        monkeypatch.setattr(moe, "_SMALL_INPUT_MAX_ROWS", limit)
+        torch.set_num_threads(threads)
+        try:
+            with torch.inference_mode():
+                outputs[limit, threads] = model(ids, mask).logits
+        finally:
+            torch.set_num_threads(1)
+    first = outputs[0, 1]
+    for key, logits in outputs.items():
+        assert torch.equal(logits, first), key
     if weight_dtype == "float32":
         expected = hf_reference_outputs(reference, ids, mask.long())
-        _assert_matches(torch.log_softmax(outputs[0], -1), expected["logprobs"], mask)
+        _assert_matches(torch.log_softmax(first, -1), expected["logprobs"], mask)
 
 
 def test_runner_matches_transformers(checkpoint):
