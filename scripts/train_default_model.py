@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the package asset)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=2800, help="optimizer steps (one pass over fresh data)")
+    parser.add_argument("--steps", type=int, default=3200, help="optimizer steps (one pass over fresh data)")
     parser.add_argument("--batch-size", type=int, default=48, help="documents per step")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--warmup-steps", type=int, default=150)
@@ -186,7 +186,9 @@ Reproduce with `python scripts/train_default_model.py --seed {args.seed} --steps
   composed={args.composed})`: faker values in {', '.join(LOCALES)} inside hand-written templates of {len(KINDS)}
   document kinds (support tickets, chats, emails, HR notes, medical notes, invoices, logs with credentials,
   PII-free public text), {args.composed:.0%} of the documents instead assembled from short clause frames, fillers
-  and openers (varied contexts, so the model cannot just memorise template positions); a quarter of the
+  and openers (varied contexts, so the model cannot just memorise template positions); half of those put
+  unrelated words of the locale's language and non-personal numbers (quantities, codes, versions, ids) around
+  the values, and some log lines are JSON; a quarter of the
   templates, frames and fillers are held out of training. {figures['train_tokens']:,} training tokens.
 * Model: `init_compact_model(...)` (seed {args.seed}), trained with `pii_frames.train.finetune`: fp32 AdamW
   (weight decay 0.01, gradient clipping 1.0), learning rate {args.learning_rate} with {args.warmup_steps} warm-up steps

@@ -28,6 +28,7 @@ pii_frames::
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import os
 import random
@@ -667,6 +668,32 @@ def _amount(ctx: _RenderContext) -> str:
     return ctx.rng.choice((f"${value:,.2f}", f"€{value:.2f}", f"{value:.2f} EUR", f"£{value:,.2f}"))
 
 
+_UNITS = ("minutes", "min", "g", "kg", "ml", "km", "items", "rows", "MB", "GB", "px", "pages", "seconds", "hours",
+          "days", "%", "x", "times", "steps", "users")
+_HTTP_CODES = (200, 201, 204, 301, 302, 400, 401, 403, 404, 409, 429, 500, 502, 503)
+
+
+def _neutral_value(ctx: _RenderContext) -> str:
+    """A number or identifier that is not personal data (quantities, codes, versions, log times, ids)."""
+    rng = ctx.rng
+    kind = rng.randrange(8)
+    if kind == 0:
+        return f"{rng.randint(1, 500)} {rng.choice(_UNITS)}"
+    if kind == 1:
+        return str(rng.choice(_HTTP_CODES))
+    if kind == 2:
+        return f"v{rng.randint(0, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 9)}"
+    if kind == 3:
+        return _timestamp(ctx).strip("[]")
+    if kind == 4:
+        return str(ctx.fake.uuid4()) if rng.random() < 0.5 else ctx.fake.sha1()[: rng.choice((7, 12))]
+    if kind == 5:
+        return _amount(ctx)
+    if kind == 6:
+        return f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
+    return str(rng.randint(2, 99999))
+
+
 def _public_url(ctx: _RenderContext) -> str:
     if ctx.rng.random() < 0.3:
         return f"https://www.{ctx.fake.domain_name()}/{ctx.rng.choice(('pricing', 'docs', 'blog', 'about', 'status'))}"
@@ -740,6 +767,7 @@ _SLOTS: dict[str, SlotFunction] = {
     "dose": _plain(None, lambda ctx: ctx.rng.choice(_DOSES)),
     "vaccine": _plain(None, lambda ctx: ctx.rng.choice(_VACCINES)),
     "batch": _plain(None, lambda ctx: f"{ctx.rng.choice(string.ascii_uppercase)}{_digits(ctx.rng, 5)}"),
+    "neutral": _plain(None, _neutral_value),
 }
 
 # --------------------------------------------------------------------------------------------------------------
@@ -928,7 +956,8 @@ _FORM_NEUTRAL_FIELDS = [
     "Category: Billing Question", "Assigned team: Customer Success", "Location: {city} Office",
     "Request ID: {uuid}", "IP: {ip}", "Time: {time}", "Plan: Business", "Region: Europe West",
 ]
-_WRAPPERS = (('"', '"'), ("'", "'"), ("(", ")"), ("[", "]"), ("", "?"), ("", "!"), ("", ")."), ("*", "*"))
+_WRAPPERS = (('"', '"'), ("'", "'"), ("(", ")"), ("[", "]"), ("", "?"), ("", "!"), ("", ")."), ("*", "*"),
+             ('"', '"}'), ("<", ">"), ("(", "),"), ("", ":"), ('"', '",'))
 _CLOSINGS = ["Best,", "Regards,", "Thanks,", "Kind regards,", "Cheers,", "Sincerely,"]
 _CONNECTORS = [", ", " and ", "; ", " - ", ", and ", " about ", " because ", " so ", " but ", " when ", " if ",
                " then "]
@@ -951,12 +980,85 @@ def _capitalised(text: str) -> str:
     return text[0].upper() + text[1:] if text and text[0] != "{" else text
 
 
+def _context_words(locale: str, rng: random.Random, low: int = 1, high: int = 4) -> str:
+    """A few ordinary words of the locale's language, sometimes capitalised (not personal data)."""
+    words = _word_list(locale)
+    picked = [rng.choice(words) for _ in range(rng.randint(low, high))]
+    if rng.random() < 0.2:
+        picked = [word.capitalize() for word in picked]
+    return " ".join(picked)
+
+
+def _word_list(locale: str) -> tuple[str, ...]:
+    if locale not in _WORD_LISTS:
+        language_locale = "en_US" if locale.startswith("en") else locale
+        try:
+            module = importlib.import_module(f"faker.providers.lorem.{language_locale}")
+        except ImportError:
+            module = importlib.import_module("faker.providers.lorem.en_US")
+        _WORD_LISTS[locale] = tuple(word for word in module.Provider.word_list
+                                    if word.isalpha() and not any(c in word for c in "{}"))
+    return _WORD_LISTS[locale]
+
+
+_WORD_LISTS: dict[str, tuple[str, ...]] = {}
+
+
+def _with_context_words(clause: str, locale: str, rng: random.Random) -> str:
+    """Put unrelated words right before and/or after a clause, so a span's edge is learnt from the value itself
+    and not from the few words the frames happen to use."""
+    if rng.random() < 0.6:
+        clause = f"{clause} {_context_words(locale, rng)}"
+    if rng.random() < 0.35:
+        clause = f"{_context_words(locale, rng)} {clause}"
+    return clause
+
+
+def _noise_clause(locale: str, rng: random.Random) -> str:
+    """A clause of ordinary words around one value that is not personal data, or two people apart by a few words."""
+    if rng.random() < 0.3:
+        return _with_person(f"{{nameN}} {_context_words(locale, rng, 1, 2)} {{nameM}}", rng)
+    return (f"{_context_words(locale, rng, 0, 3)} {{neutral{rng.randint(1, 9)}}} "
+            f"{_context_words(locale, rng, 0, 3)}").strip()
+
+
 def _decorated(frame: str, rng: random.Random) -> str:
     """Sometimes put quotes, brackets or punctuation right around the frame's first slot (boundary practice)."""
-    if rng.random() >= 0.15:
+    if rng.random() >= 0.25:
         return frame
     before, after = rng.choice(_WRAPPERS)
     return _SLOT_PATTERN.sub(lambda m: f"{before}{m.group(0)}{after}", frame, count=1)
+
+
+_JSON_LOG_KEYS: dict[str, list[str]] = {
+    "{emailN}": ["email", "user", "recipient", "login", "to", "account_email", "from", "username"],
+    "{phoneN}": ["phone", "msisdn", "tel", "mobile", "sms_to", "callback_number", "contact_phone", "phone_number"],
+    "{nameN}": ["name", "full_name", "customer", "display_name", "holder", "patient", "employee", "requester"],
+    "{url}": ["url", "link", "reset_url", "callback", "redirect_uri", "share_link", "profile", "href"],
+    "{password}": ["password", "pwd", "passwd", "old_password", "new_password", "pass", "secret", "pin"],
+    "{token}": ["token", "access_token", "session", "refresh_token", "auth", "bearer", "id_token", "cookie"],
+    "{apikey}": ["api_key", "apikey", "key", "x-api-key", "client_key", "stripe_key", "private_key", "app_key"],
+    "{iban}": ["iban", "bank_account", "payout_account", "account", "debit_account", "refund_to", "acct", "sepa"],
+    "{card}": ["card", "pan", "card_number", "cc", "payment_card", "card_no", "credit_card", "charged_card"],
+    "{dobN}": ["dob", "birth_date", "birthday", "date_of_birth", "born", "birthdate", "dateOfBirth", "bday"],
+    "{addrN}": ["address", "shipping_address", "billing_address", "home", "street_address", "deliver_to",
+                "addr", "residence"],
+    "{neutral}": ["latency", "status", "request_id", "version", "size", "count", "elapsed", "trace_id"],
+}
+_JSON_LOG_MESSAGES = ["login failed", "password reset requested", "user updated", "payment declined",
+                      "profile exported", "session expired", "webhook delivered", "retrying request"]
+
+
+def _json_log_line(line_number: int, rng: random.Random, split: str) -> str:
+    """One structured (JSON) log line: a timestamp, a level, a message and a few fields, some of them PII."""
+    fields = [f'"ts": "{{ts{line_number}}}"', f'"level": "{rng.choice(("info", "warn", "error", "INFO", "ERROR"))}"',
+              f'"msg": "{rng.choice(_split_items(_JSON_LOG_MESSAGES, split))}"']
+    for _ in range(rng.randint(1, 3)):
+        slot = rng.choice(list(_JSON_LOG_KEYS))
+        key = rng.choice(_split_items(_JSON_LOG_KEYS[slot], split))
+        value = slot.replace("{neutral}", f"{{neutral{rng.randint(1, 9)}}}")
+        fields.append(f'"{key}": "{_with_person(value, rng)}"')
+    return "{" + ", ".join(fields) + "}"
 
 
 def _compose_form(kind: str, rng: random.Random, split: str) -> str:
@@ -968,7 +1070,7 @@ def _compose_form(kind: str, rng: random.Random, split: str) -> str:
     return (opener + "\n" if opener and rng.random() < 0.7 else "") + "\n".join(fields)
 
 
-def _compose_text(kind: str, rng: random.Random, split: str) -> str:
+def _compose_text(kind: str, rng: random.Random, split: str, locale: str = "en_US") -> str:
     """Template text (with {slots}) of one composed document of ``kind``."""
     if kind not in ("chat", "log", "public_text") and rng.random() < 0.3:
         return _compose_form(kind, rng, split)
@@ -983,6 +1085,9 @@ def _compose_text(kind: str, rng: random.Random, split: str) -> str:
     if kind == "log":
         lines = []
         for line_number in range(1, rng.randint(1, 5) + 1):
+            if rng.random() < 0.3:
+                lines.append(_json_log_line(line_number, rng, split))
+                continue
             pool = _split_items(_LOG_FRAMES, split) if rng.random() < 0.65 else _split_items(_LOG_FILLERS, split)
             body = " ".join(_with_person(rng.choice(pool), rng) for _ in range(rng.randint(1, 2)))
             level = rng.choice(("INFO", "WARN", "ERROR", "DEBUG"))
@@ -991,6 +1096,9 @@ def _compose_text(kind: str, rng: random.Random, split: str) -> str:
     clauses = [_decorated(_with_person(rng.choice(_split_items(_FRAMES[rng.choices(groups, weights)[0]], split)),
                                        rng), rng)
                for _ in range(rng.randint(1, 4))]
+    if rng.random() < 0.5:  # half the documents get unrelated words around their clauses
+        clauses = [_with_context_words(clause, locale, rng) for clause in clauses]
+        clauses += [_noise_clause(locale, rng) for _ in range(rng.randint(0, 2))]
     clauses += [rng.choice(fillers) for _ in range(rng.randint(0, 2))]
     rng.shuffle(clauses)
     if kind == "chat":
@@ -1129,7 +1237,7 @@ def generate(
         record_rng = random.Random(record_seed)
         if composed and rng.random() < composed:
             template_id, language = f"composed.{kind}", None
-            template_text = _compose_text(kind, record_rng, templates)
+            template_text = _compose_text(kind, record_rng, templates, locale)
         else:
             options = candidates[(kind, locale)] or [t for t in pool if t.kind == kind]
             if not options:
