@@ -11,7 +11,7 @@ checkpoint.
 
     python benchmarks/bench_engine.py                       # everything (several minutes, ~12 GB RAM)
     python benchmarks/bench_engine.py --cases 1x64 --no-memory
-    python benchmarks/bench_engine.py --modes fp32,bf16,fp16 --threads 1
+    python benchmarks/bench_engine.py --modes fp32,bf16,fp16 --threads 1   # one core each
 
 Needs the test extra (transformers). No timing is asserted anywhere.
 """
@@ -178,8 +178,9 @@ def main() -> None:
     parser.add_argument("--cases", default="1x64,1x512,16x128,1x4096")
     parser.add_argument("--modes", default="fp32,fp16",
                         help="our weight modes: fp32 (parity tier) and reduced ones: fp16 (fast), bf16 (memory)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for both engines (default 1: fastest and robust on 2 shared vCPUs)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads for both engines (default: every core; use 1 when another job "
+                             "holds a core, since OpenMP teams stall on a busy core)")
     parser.add_argument("--fp32-weights", action="store_true",
                         help="keep full fp32 random weights (default: round them to bf16 values, like the "
                              "released checkpoint, so every weight mode sees the same numbers)")
