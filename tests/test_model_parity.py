@@ -88,22 +88,24 @@ def test_expert_activation_schedules_agree(checkpoint, monkeypatch, weight_dtype
 
     hf_dir, _, reference = checkpoint
     model = load_model(hf_dir, weight_dtype=weight_dtype)
-    ids, mask = _padded_batch([5, 90, 260], 1000, seed=5)
-    outputs = {}
-    for limit, threads in ((0, 1), (10**9, 1), (10**9, 2), (10**9, 3)):
-        monkeypatch.setattr(moe, "_SMALL_INPUT_MAX_ROWS", limit)
-        torch.set_num_threads(threads)
-        try:
-            with torch.inference_mode():
-                outputs[limit, threads] = model(ids, mask).logits
-        finally:
-            torch.set_num_threads(1)
-    first = outputs[0, 1]
-    for key, logits in outputs.items():
-        assert torch.equal(logits, first), key
-    if weight_dtype == "float32":
-        expected = hf_reference_outputs(reference, ids, mask.long())
-        _assert_matches(torch.log_softmax(first, -1), expected["logprobs"], mask)
+    for lengths in ([5, 90, 260], [40]):  # the second also runs the whole forward on one OpenMP thread
+        ids, mask = _padded_batch(lengths, 1000, seed=5)
+        outputs = {}
+        for limit, threads in ((0, 1), (10**9, 1), (10**9, 2), (10**9, 3)):
+            monkeypatch.setattr(moe, "_SMALL_INPUT_MAX_ROWS", limit)
+            torch.set_num_threads(threads)
+            try:
+                with torch.inference_mode():
+                    outputs[limit, threads] = model(ids, mask).logits
+                assert torch.get_num_threads() == threads  # the caller's setting is restored
+            finally:
+                torch.set_num_threads(1)
+        first = outputs[0, 1]
+        for key, logits in outputs.items():
+            assert torch.equal(logits, first), (lengths, key)
+        if weight_dtype == "float32":
+            expected = hf_reference_outputs(reference, ids, mask.long())
+            _assert_matches(torch.log_softmax(first, -1), expected["logprobs"], mask)
 
 
 def test_runner_matches_transformers(checkpoint):

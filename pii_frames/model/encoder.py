@@ -24,7 +24,7 @@ from torch import nn
 from . import kernels
 from .attention import banded_attention
 from .config import ModelConfig
-from .moe import MoE
+from .moe import MoE, small_input_threading
 from .norm import RMSNorm
 from .rope import RotaryEmbedding, apply_rotary
 
@@ -147,8 +147,13 @@ class PrivacyFilterModel(nn.Module):
             if self.doc_head is not None:
                 doc_logits = F.linear(pooled, self.doc_head.weight.float(), self.doc_head.bias.float())
             return EncoderOutput(logits=logits, pooled=pooled, doc_logits=doc_logits)
+        # Padded positions count too, so every MoE layer of a small forward takes the small-input schedule.
+        with small_input_threading(batch * length * self.config.experts_per_token, input_ids.device):
+            return self._encode(input_ids, key_valid, valid_rows)
+
+    def _encode(self, input_ids, key_valid, valid_rows) -> EncoderOutput:
         x = self.embedding(input_ids).float()
-        rotation = self.rotary(length, input_ids.device)
+        rotation = self.rotary(input_ids.shape[1], input_ids.device)
         for block in self.block:
             x = block(x, rotation, key_valid, valid_rows)
         h = self.norm(x)
