@@ -5,7 +5,7 @@ Reproducible: synthetic data, initialisation and batch order all derive from --s
 after a fixed number of optimizer steps, so the same command gives the same weights on the same
 torch/faker versions (CPU). Progress goes to stderr; the figures go to MODEL_CARD.md in the output folder.
 
-    python scripts/train_default_model.py                      # full recipe (about 20 minutes on 2 CPU cores)
+    python scripts/train_default_model.py                      # full recipe (about 25 minutes on one CPU thread)
     python scripts/train_default_model.py --steps 50 --out /tmp/quick --eval-examples 200   # smoke run
 
 Recipe: a fresh privacy-filter-family model (init_compact_model) is trained with pii_frames.train.finetune on
