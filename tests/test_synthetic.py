@@ -135,3 +135,33 @@ def test_first_and_last_name_slots_form_one_person_span():
     for record in records:
         people = [key for key in record["spans"] if key.startswith("private_person: ")]
         assert len(people) == 1 and " " in people[0].split(": ", 1)[1]
+
+
+def test_context_words_and_json_log_lines():
+    import json as json_module
+
+    records = generate(400, seed=4, composed=1.0, kinds=["log", "support_ticket", "chat"])
+    json_lines = broken = 0
+    for record in records:
+        text = record["text"]
+        surfaces = [key.split(": ", 1)[1] for key in record["spans"]]
+        for line in text.splitlines():
+            if not line.startswith("{"):
+                continue
+            json_lines += 1
+            try:
+                json_module.loads(line)
+            except ValueError:
+                # Only a value with a quote or backslash of its own (a password) may break the JSON syntax.
+                broken += 1
+                assert any(('"' in s or "\\" in s) and s in line for s in surfaces), line
+    assert json_lines > 50 and broken < json_lines / 4
+    # Unrelated lower-case words right after a span (the model must learn where a value ends).
+    followed_by_word = 0
+    for record in records:
+        text = record["text"]
+        for offsets in record["spans"].values():
+            for _, end in offsets:
+                rest = text[end:end + 12]
+                followed_by_word += rest.startswith(" ") and rest[1:2].isalpha() and rest[1:2].islower()
+    assert followed_by_word > 100
