@@ -18,16 +18,6 @@ from pii_frames.model.runner import plan_batches
 VOCAB = 1000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Two OpenMP threads on a 2-vCPU machine shared with other jobs can be 10x
-    # slower than one; keep these small-model tests on a single thread.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt")

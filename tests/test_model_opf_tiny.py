@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,16 +14,6 @@ from shared_paths import OPF_TINY  # noqa: E402
 
 FIXTURE = OPF_TINY
 pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason="opf-tiny fixture not available")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Two OpenMP threads on a 2-vCPU machine shared with other jobs can be 10x
-    # slower than one; keep these small-model tests on a single thread.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

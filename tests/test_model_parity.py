@@ -19,14 +19,6 @@ pytest.importorskip("transformers")
 TOLERANCE = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Two OpenMP threads on a 2-vCPU machine shared with other jobs can be 10x
-    # slower than one; keep these small-model tests on a single thread.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 # Lengths around the band (half width 8 -> 17 keys) and block edges, up to 1,000 tokens.
 LENGTHS = [1, 2, 8, 9, 16, 17, 18, 25, 64, 129, 257, 1000]
 
