@@ -1176,6 +1176,17 @@ def _render(template_text: str, ctx: _RenderContext) -> tuple[str, dict[str, lis
 # Public API
 # --------------------------------------------------------------------------------------------------------------
 
+def _hash_independent(fake: Faker) -> Faker:
+    """Sort the word lists some faker locales build from sets (it_IT cities), whose order follows the
+    process's string-hash seed: without this a seed gives the same records only within one process."""
+    for provider in fake.providers:
+        for name in ("cities",):
+            values = getattr(provider, name, None)
+            if isinstance(values, list):
+                setattr(provider, name, sorted(values))
+    return fake
+
+
 def generate(
     n: int,
     *,
@@ -1228,7 +1239,7 @@ def generate(
         for locale in locales:
             language = locale.split("_")[0]
             candidates[(kind, locale)] = [t for t in pool if t.kind == kind and t.language in (None, language)]
-    fakers = {locale: Faker(locale) for locale in locales}
+    fakers = {locale: _hash_independent(Faker(locale)) for locale in locales}
     rng = random.Random(seed)
     records = []
     for position in range(n):
