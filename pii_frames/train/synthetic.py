@@ -9,11 +9,15 @@ Every record looks like the examples ``opf eval`` / ``opf train`` read::
 Documents are rendered from hand-written templates (support tickets, chats, emails, HR notes, medical notes,
 invoices, logs with credentials, and PII-free public text as negatives) whose slots are filled with
 :mod:`faker` values for several locales. Offsets are computed while the text is assembled, so
-``text[start:end]`` is always exactly the surface in the span key.
+``text[start:end]`` is always exactly the surface in the span key. With ``composed=`` a share of the
+documents is instead assembled from short clause frames, form fields and fillers; half of those also get
+unrelated words of the locale's language and non-personal numbers (quantities, codes, versions, ids) right
+around their values, and log documents get some JSON lines, so a model learns where a value ends from the
+value itself rather than from the few words the templates use.
 
 A quarter of the templates of every kind are *held out*: ``generate(..., templates="heldout")`` draws only
 from them, so an evaluation can measure how a model trained on ``templates="train"`` does on phrasings it has
-never seen. Output is deterministic for a given seed (and faker version).
+never seen. Output is deterministic for a given seed and faker version, in every process.
 
 This module depends only on the standard library and faker, so it can be used without the rest of
 pii_frames::
