@@ -11,10 +11,14 @@ when the op is missing.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["onednn_available", "fbgemm_fp16_available", "linear", "pack_fp16", "linear_fp16", "unpack_fp16"]
+__all__ = ["onednn_available", "fbgemm_fp16_available", "linear", "pack_fp16", "linear_fp16", "unpack_fp16",
+           "torch_threads"]
 
 _LINEAR_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 _broken: set[str] = set()
@@ -80,3 +84,22 @@ def unpack_fp16(packed) -> tuple[torch.Tensor, torch.Tensor | None]:
     """
     weight, bias = torch.ops.quantized.linear_unpack_fp16(packed)
     return weight.float(), bias
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Set torch's CPU thread count for a block and restore it after (None or the current count: no change).
+
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    """
+    if num_threads is None or num_threads == torch.get_num_threads():
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

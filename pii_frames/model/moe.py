@@ -133,14 +133,8 @@ def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float) 
         with torch.inference_mode(inference), torch.set_grad_enabled(grad_enabled):
             return run_group(group)
 
-    threads = torch.get_num_threads()
-    if threads > 1:
-        torch.set_num_threads(1)  # workers start their OpenMP state from this value, and keep it
-    try:
+    with kernels.torch_threads(1):  # workers start their OpenMP state from this value, and keep it
         return torch.cat(list(_expert_pool(workers).map(run_in_worker, groups)))
-    finally:
-        if threads > 1:
-            torch.set_num_threads(threads)
 
 
 # Rows (token-expert pairs) up to which the small-input schedule of run_expert_slabs is used.
@@ -171,12 +165,13 @@ def small_input_threading(rows: int, device: torch.device) -> Iterator[None]:
         yield
         return
     _SIDE_BY_SIDE.workers = threads
-    torch.set_num_threads(1)
     try:
-        yield
+        with kernels.torch_threads(1):
+            yield
     finally:
-        torch.set_num_threads(threads)
         _SIDE_BY_SIDE.workers = None
+
+
 _EXPERT_POOLS: dict[int, ThreadPoolExecutor] = {}
 _EXPERT_POOLS_LOCK = threading.Lock()
 

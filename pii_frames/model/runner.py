@@ -9,15 +9,15 @@ reassembled per sequence in input order.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .encoder import PrivacyFilterModel
+from .kernels import torch_threads
 
 __all__ = ["SequenceOutput", "run_sequences", "plan_batches", "default_num_threads"]
 
@@ -78,19 +78,6 @@ def default_num_threads(model: PrivacyFilterModel) -> int | None:
     return 1 if cores <= 2 else None
 
 
-@contextlib.contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
-    if num_threads is None or num_threads == torch.get_num_threads():
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _as_ids(sequence: object, index: int) -> np.ndarray:
     array = np.asarray(sequence)
     if array.ndim != 1:
@@ -146,7 +133,7 @@ def run_sequences(
             length = windows[index].ids.size
             ids[row, :length] = windows[index].ids
             mask[row, :length] = True
-        with _torch_threads(threads), torch.inference_mode():
+        with torch_threads(threads), torch.inference_mode():
             output = model(
                 torch.from_numpy(ids).to(device),
                 torch.from_numpy(mask).to(device) if not mask.all() else None,

@@ -1000,8 +1000,7 @@ def _word_list(locale: str) -> tuple[str, ...]:
             module = importlib.import_module(f"faker.providers.lorem.{language_locale}")
         except ImportError:
             module = importlib.import_module("faker.providers.lorem.en_US")
-        _WORD_LISTS[locale] = tuple(word for word in module.Provider.word_list
-                                    if word.isalpha() and not any(c in word for c in "{}"))
+        _WORD_LISTS[locale] = tuple(word for word in module.Provider.word_list if word.isalpha())
     return _WORD_LISTS[locale]
 
 
@@ -1074,7 +1073,7 @@ def _compose_form(kind: str, rng: random.Random, split: str) -> str:
     return (opener + "\n" if opener and rng.random() < 0.7 else "") + "\n".join(fields)
 
 
-def _compose_text(kind: str, rng: random.Random, split: str, locale: str = "en_US") -> str:
+def _compose_text(kind: str, rng: random.Random, split: str, locale: str) -> str:
     """Template text (with {slots}) of one composed document of ``kind``."""
     if kind not in ("chat", "log", "public_text") and rng.random() < 0.3:
         return _compose_form(kind, rng, split)
@@ -1184,10 +1183,8 @@ def _hash_independent(fake: Faker) -> Faker:
     """Sort the word lists some faker locales build from sets (it_IT cities), whose order follows the
     process's string-hash seed: without this a seed gives the same records only within one process."""
     for provider in fake.providers:
-        for name in ("cities",):
-            values = getattr(provider, name, None)
-            if isinstance(values, list):
-                setattr(provider, name, sorted(values))
+        if isinstance(getattr(provider, "cities", None), list):
+            provider.cities = sorted(provider.cities)
     return fake
 
 
