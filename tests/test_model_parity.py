@@ -75,24 +75,27 @@ def test_unpadded_sequences_match_transformers(checkpoint):
 @pytest.mark.parametrize("weight_dtype", ["float32", "float16"])
 def test_expert_activation_schedules_agree(checkpoint, monkeypatch, weight_dtype):
     # Small inputs run the SwiGLU once per group of experts (groups side by side with several threads),
-    # large ones per expert slab: the same values either way.
-    from pii_frames.model import moe
+    # each group in one TorchScript call or as a Python loop; large ones per expert slab: the same values
+    # in every schedule.
+    from pii_frames.model import expert_groups, moe
 
     hf_dir, _, reference = checkpoint
     model = load_model(hf_dir, weight_dtype=weight_dtype)
     for lengths in ([5, 90, 260], [40]):  # the second also runs the whole forward on one OpenMP thread
         ids, mask = _padded_batch(lengths, 1000, seed=5)
         outputs = {}
-        for limit, threads in ((0, 1), (10**9, 1), (10**9, 2), (10**9, 3)):
+        for limit, threads, scripted in ((0, 1, False), (10**9, 1, False), (10**9, 2, False), (10**9, 3, False),
+                                         (10**9, 1, True), (10**9, 2, True), (10**9, 3, True)):
             monkeypatch.setattr(moe, "_SMALL_INPUT_MAX_ROWS", limit)
+            monkeypatch.setattr(expert_groups, "enabled", scripted)
             torch.set_num_threads(threads)
             try:
                 with torch.inference_mode():
-                    outputs[limit, threads] = model(ids, mask).logits
+                    outputs[limit, threads, scripted] = model(ids, mask).logits
                 assert torch.get_num_threads() == threads  # the caller's setting is restored
             finally:
                 torch.set_num_threads(1)
-        first = outputs[0, 1]
+        first = outputs[0, 1, False]
         for key, logits in outputs.items():
             assert torch.equal(logits, first), (lengths, key)
         if weight_dtype == "float32":
@@ -216,3 +219,50 @@ def test_cuda_bf16_and_fp32_agree_with_cpu(tmp_path):
     assert agreement >= 0.97
     outputs = run_sequences(bf16, [ids[0, :300].numpy()], n_ctx=128, token_budget=512)
     assert outputs[0].logprobs.shape == (300, 33)
+
+
+@pytest.mark.parametrize("kind", ["onednn_fp32", "fbgemm_fp16"])
+def test_scripted_expert_groups_compile_and_match_the_python_loop(kind):
+    # Where TorchScript and the kernels exist (the torch this project pins), the scripted group must be used:
+    # a silent fall back to the Python loop would cost ~40% of small-input speed.
+    from pii_frames.model import expert_groups, kernels
+    from pii_frames.model.moe import run_expert_slabs
+
+    if kind == "onednn_fp32" and not kernels.onednn_available():
+        pytest.skip("no oneDNN on this CPU")
+    if kind == "fbgemm_fp16" and not kernels.fbgemm_fp16_available():
+        pytest.skip("no fbgemm on this CPU")
+    gen = torch.Generator().manual_seed(0)
+    w1, b1 = torch.randn(6, 8, 10, generator=gen), torch.randn(6, 10, generator=gen)
+    w2, b2 = torch.randn(6, 5, 8, generator=gen), torch.randn(6, 8, generator=gen)
+    if kind == "onednn_fp32":
+        weights = (w1, b1, w2, b2)
+        first = lambda e, rows: kernels.linear(rows, w1[e].T, b1[e])  # noqa: E731
+        second = lambda e, act: kernels.linear(act, w2[e].T, b2[e])  # noqa: E731
+    else:
+        packs = ([kernels.pack_fp16(w1[e].T, b1[e]) for e in range(6)],
+                 [kernels.pack_fp16(w2[e].T, b2[e]) for e in range(6)])
+        weights = packs
+        first = lambda e, rows: kernels.linear_fp16(rows, packs[0][e])  # noqa: E731
+        second = lambda e, act: kernels.linear_fp16(act, packs[1][e])  # noqa: E731
+    ends = torch.tensor([2, 2, 5, 6, 6, 9])  # experts 1 and 4 get no rows
+    x_sorted = torch.randn(9, 8, generator=gen)
+    run = expert_groups.group_runner(kind, *weights, limit=7.0, alpha=1.702)
+    assert run is not None, "torch.jit.script failed to compile the expert group"
+    with torch.inference_mode():
+        scripted = run(x_sorted, [0, 2, 3, 5], [0, 2, 5, 6], [2, 5, 6, 9])
+        python_loop = run_expert_slabs(x_sorted, ends, first, second, 7.0, 1.702)
+    assert scripted is not None and scripted.shape == (9, 8)
+    assert torch.equal(scripted, python_loop)
+
+
+def test_scripted_expert_group_failure_falls_back_to_the_python_loop(monkeypatch):
+    from pii_frames.model import expert_groups
+
+    def broken(*args):
+        raise RuntimeError("no kernel for this CPU")
+
+    monkeypatch.setitem(expert_groups._compiled, "onednn_fp32", broken)
+    run = expert_groups.group_runner("onednn_fp32", limit=7.0, alpha=1.702)
+    assert run(torch.ones(1, 2), [0], [0], [1]) is None
+    assert expert_groups.group_runner("onednn_fp32", limit=7.0, alpha=1.702) is None  # not retried

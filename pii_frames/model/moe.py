@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import kernels
+from . import expert_groups, kernels
 from .config import ModelConfig
 from .norm import RMSNorm
 
@@ -86,21 +86,24 @@ class _Routing:
         return unsorted.view(self.num_tokens, self.top_k, -1).sum(dim=1).mul_(self.top_k)
 
 
-def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float) -> torch.Tensor:
+def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float, whole_group=None) -> torch.Tensor:
     """Apply each expert to its contiguous slab of expert-sorted rows.
 
     ``first(e, rows)`` gives [rows, 2I] pre-activations and ``second(e, act)``
     the [rows, H] output of expert ``e``. One Python iteration per expert that
     received tokens and a single host sync for ``ends``.
 
-    Small inputs (a few rows per expert, e.g. 1 x 64 tokens: ~780 expert GEMMs
-    per forward) run the clamped SwiGLU once over a group of experts'
+    Small inputs (a few rows per expert, e.g. 1 x 64 tokens: ~880 experts per
+    forward) run the clamped SwiGLU once over a group of experts'
     pre-activations, because seven small activation ops per expert cost more
-    than reading the slab in cache saves. With more than one torch thread they
-    also split the experts into contiguous groups run side by side on a small
-    thread pool, each GEMM single-threaded: an OpenMP team per GEMM of three
-    rows spends more time in its barrier than in the GEMM, while whole experts
-    in parallel stream twice the weight bytes (1 x 64, two threads: MoE ~1.7x).
+    than reading the slab in cache saves. ``whole_group(x_sorted, experts,
+    starts, ends)`` (see :mod:`pii_frames.model.expert_groups`), when given,
+    runs such a group in one call without the GIL; None from it means "use the
+    Python loop". With more than one torch thread the experts are also split
+    into contiguous groups run side by side (the caller's thread runs the
+    first, a small thread pool the others), each GEMM single-threaded: an
+    OpenMP team per GEMM of three rows spends more time in its barrier than in
+    the GEMM, while whole experts in parallel stream twice the weight bytes.
     Large inputs run the activation in place on each slab while it is still in
     cache and let each GEMM use the torch threads. All schedules give identical
     values (the activation is elementwise, each GEMM is the same call).
@@ -116,6 +119,11 @@ def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float) 
                           for expert, lo, hi in bounds])
 
     def run_group(group):
+        if whole_group is not None:
+            experts, starts, stops = (list(column) for column in zip(*group))
+            out = whole_group(x_sorted, experts, starts, stops)
+            if out is not None:
+                return out
         pre = torch.cat([first(expert, x_sorted[lo:hi]) for expert, lo, hi in group])
         act = clamped_swiglu(pre, limit, alpha, inplace=True)
         offset = group[0][1]
@@ -134,7 +142,10 @@ def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float) 
             return run_group(group)
 
     with kernels.torch_threads(1):  # workers start their OpenMP state from this value, and keep it
-        return torch.cat(list(_expert_pool(workers).map(run_in_worker, groups)))
+        pending = [_expert_pool(len(groups) - 1).submit(run_in_worker, group) for group in groups[1:]]
+        outputs = [run_group(groups[0])]
+        outputs.extend(future.result() for future in pending)
+    return torch.cat(outputs)
 
 
 # Rows (token-expert pairs) up to which the small-input schedule of run_expert_slabs is used.
@@ -265,6 +276,7 @@ class MoE(nn.Module):
             lambda e, act: kernels.linear(act, w2[e].T, b2[e]),
             self.limit,
             self.alpha,
+            whole_group=expert_groups.group_runner("onednn_fp32", w1, b1, w2, b2, limit=self.limit, alpha=self.alpha),
         )
 
     def use_linear_layout_(self) -> "MoE":

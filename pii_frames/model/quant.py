@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import kernels
+from . import expert_groups, kernels
 
 __all__ = ["QuantizedExperts", "quantize_moe_", "dequantized_expert_weights"]
 
@@ -80,6 +80,7 @@ class QuantizedExperts:
                 lambda e, act: kernels.linear_fp16(act, second_packs[e]),
                 limit,
                 alpha,
+                whole_group=expert_groups.group_runner("fbgemm_fp16", first_packs, second_packs, limit=limit, alpha=alpha),
             )
         w1, b1, w2, b2 = self.w1, self.b1, self.w2, self.b2
         return run_expert_slabs(
