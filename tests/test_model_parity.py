@@ -85,7 +85,8 @@ def test_expert_activation_schedules_agree(checkpoint, monkeypatch, weight_dtype
         ids, mask = _padded_batch(lengths, 1000, seed=5)
         outputs = {}
         for limit, threads, scripted in ((0, 1, False), (10**9, 1, False), (10**9, 2, False), (10**9, 3, False),
-                                         (10**9, 1, True), (10**9, 2, True), (10**9, 3, True)):
+                                         (0, 1, True), (0, 2, True), (10**9, 1, True), (10**9, 2, True),
+                                         (10**9, 3, True)):
             monkeypatch.setattr(moe, "_SMALL_INPUT_MAX_ROWS", limit)
             monkeypatch.setattr(expert_groups, "enabled", scripted)
             torch.set_num_threads(threads)
@@ -250,10 +251,11 @@ def test_scripted_expert_groups_compile_and_match_the_python_loop(kind):
     run = expert_groups.group_runner(kind, *weights, limit=7.0, alpha=1.702)
     assert run is not None, "torch.jit.script failed to compile the expert group"
     with torch.inference_mode():
-        scripted = run(x_sorted, [0, 2, 3, 5], [0, 2, 5, 6], [2, 5, 6, 9])
         python_loop = run_expert_slabs(x_sorted, ends, first, second, 7.0, 1.702)
-    assert scripted is not None and scripted.shape == (9, 8)
-    assert torch.equal(scripted, python_loop)
+        for per_slab in (False, True):
+            scripted = run(x_sorted, [0, 2, 3, 5], [0, 2, 5, 6], [2, 5, 6, 9], per_slab)
+            assert scripted is not None and scripted.shape == (9, 8)
+            assert torch.equal(scripted, python_loop), per_slab
 
 
 def test_scripted_expert_group_failure_falls_back_to_the_python_loop(monkeypatch):
@@ -264,5 +266,5 @@ def test_scripted_expert_group_failure_falls_back_to_the_python_loop(monkeypatch
 
     monkeypatch.setitem(expert_groups._compiled, "onednn_fp32", broken)
     run = expert_groups.group_runner("onednn_fp32", limit=7.0, alpha=1.702)
-    assert run(torch.ones(1, 2), [0], [0], [1]) is None
+    assert run(torch.ones(1, 2), [0], [0], [1], False) is None
     assert expert_groups.group_runner("onednn_fp32", limit=7.0, alpha=1.702) is None  # not retried

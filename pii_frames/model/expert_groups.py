@@ -1,4 +1,4 @@
-"""A group of small expert GEMMs run in one TorchScript call (CPU inference, small inputs).
+"""A group of expert GEMMs run in one TorchScript call (CPU inference).
 
 A 64-token forward makes ~1,800 expert GEMMs of one to six rows each. Called one
 at a time from Python, every call pays 8-12 us of ``torch.ops`` argument
@@ -38,36 +38,49 @@ def _clamped_swiglu_(z: torch.Tensor, limit: float, alpha: float) -> torch.Tenso
 
 
 def _onednn_fp32_group(x: torch.Tensor, experts: List[int], starts: List[int], ends: List[int],
-                       w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+                       per_slab: bool, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                        limit: float, alpha: float) -> torch.Tensor:
     no_scalars: _NoScalars = []
-    pre = []
-    for i in range(len(experts)):
-        e = experts[i]
-        pre.append(torch.ops.mkldnn._linear_pointwise(x[starts[i]:ends[i]], w1[e].t(), b1[e], "none", no_scalars, ""))
-    act = _clamped_swiglu_(torch.cat(pre), limit, alpha)
-    offset = starts[0]
     out = []
+    if per_slab:
+        for i in range(len(experts)):
+            e = experts[i]
+            pre = torch.ops.mkldnn._linear_pointwise(x[starts[i]:ends[i]], w1[e].t(), b1[e], "none", no_scalars, "")
+            act = _clamped_swiglu_(pre, limit, alpha)
+            out.append(torch.ops.mkldnn._linear_pointwise(act, w2[e].t(), b2[e], "none", no_scalars, ""))
+        return torch.cat(out)
+    pres = []
     for i in range(len(experts)):
         e = experts[i]
-        rows = act[starts[i] - offset:ends[i] - offset]
-        out.append(torch.ops.mkldnn._linear_pointwise(rows, w2[e].t(), b2[e], "none", no_scalars, ""))
+        pres.append(torch.ops.mkldnn._linear_pointwise(x[starts[i]:ends[i]], w1[e].t(), b1[e], "none", no_scalars, ""))
+    acts = _clamped_swiglu_(torch.cat(pres), limit, alpha)
+    offset = starts[0]
+    for i in range(len(experts)):
+        e = experts[i]
+        act = acts[starts[i] - offset:ends[i] - offset]
+        out.append(torch.ops.mkldnn._linear_pointwise(act, w2[e].t(), b2[e], "none", no_scalars, ""))
     return torch.cat(out)
 
 
-def _fbgemm_fp16_group(x: torch.Tensor, experts: List[int], starts: List[int], ends: List[int],
+def _fbgemm_fp16_group(x: torch.Tensor, experts: List[int], starts: List[int], ends: List[int], per_slab: bool,
                        packs1: List[torch.classes.quantized.LinearPackedParamsBase],
                        packs2: List[torch.classes.quantized.LinearPackedParamsBase],
                        limit: float, alpha: float) -> torch.Tensor:
-    pre = []
-    for i in range(len(experts)):
-        pre.append(torch.ops.quantized.linear_dynamic_fp16(x[starts[i]:ends[i]], packs1[experts[i]]))
-    act = _clamped_swiglu_(torch.cat(pre), limit, alpha)
-    offset = starts[0]
     out = []
+    if per_slab:
+        for i in range(len(experts)):
+            pre = torch.ops.quantized.linear_dynamic_fp16(x[starts[i]:ends[i]], packs1[experts[i]])
+            act = _clamped_swiglu_(pre, limit, alpha)
+            out.append(torch.ops.quantized.linear_dynamic_fp16(act, packs2[experts[i]]))
+        return torch.cat(out)
+    pres = []
     for i in range(len(experts)):
-        rows = act[starts[i] - offset:ends[i] - offset]
-        out.append(torch.ops.quantized.linear_dynamic_fp16(rows, packs2[experts[i]]))
+        pres.append(torch.ops.quantized.linear_dynamic_fp16(x[starts[i]:ends[i]], packs1[experts[i]]))
+    acts = _clamped_swiglu_(torch.cat(pres), limit, alpha)
+    offset = starts[0]
+    for i in range(len(experts)):
+        act = acts[starts[i] - offset:ends[i] - offset]
+        out.append(torch.ops.quantized.linear_dynamic_fp16(act, packs2[experts[i]]))
     return torch.cat(out)
 
 
@@ -91,18 +104,20 @@ def _scripted(kind: str):
 
 
 def group_runner(kind: str, *weights, limit: float, alpha: float) -> Optional[Callable]:
-    """``run(x_sorted, experts, starts, ends)`` for the group schedule of run_expert_slabs, or None.
+    """``run(x_sorted, experts, starts, ends, per_slab)`` for run_expert_slabs, or None.
 
     ``kind`` is ``"onednn_fp32"`` (weights: w1 [E, H, 2I], b1, w2 [E, I, H], b2)
     or ``"fbgemm_fp16"`` (weights: the two lists of fbgemm fp16 packs). ``run``
-    returns the group's [rows, H] expert outputs, or None when the scripted
-    call failed (the caller then runs its Python loop).
+    returns the [rows, H] outputs of experts ``experts`` applied to rows
+    ``starts[i]:ends[i]`` of ``x_sorted``, with the activation once over all
+    pre-activations or (``per_slab``) on each slab while it is in cache, or None
+    when the scripted call failed (the caller then runs its Python loop).
 
     >>> import torch
     >>> w1, b1 = torch.ones(1, 2, 4), torch.zeros(1, 4)
     >>> w2, b2 = torch.ones(1, 2, 2), torch.zeros(1, 2)
     >>> run = group_runner("onednn_fp32", w1, b1, w2, b2, limit=7.0, alpha=1.702)
-    >>> run is None or run(torch.ones(1, 2), [0], [0], [1]).shape == (1, 2)
+    >>> run is None or run(torch.ones(1, 2), [0], [0], [1], per_slab=False).shape == (1, 2)
     True
     """
     if not enabled:
@@ -111,9 +126,9 @@ def group_runner(kind: str, *weights, limit: float, alpha: float) -> Optional[Ca
     if function is None:
         return None
 
-    def run(x_sorted: torch.Tensor, experts: list, starts: list, ends: list) -> Optional[torch.Tensor]:
+    def run(x_sorted: torch.Tensor, experts: list, starts: list, ends: list, per_slab: bool) -> Optional[torch.Tensor]:
         try:
-            return function(x_sorted, experts, starts, ends, *weights, limit, alpha)
+            return function(x_sorted, experts, starts, ends, per_slab, *weights, limit, alpha)
         except RuntimeError:
             with _compile_lock:
                 _compiled[kind] = None  # broken here: the Python loop from now on

@@ -6,7 +6,8 @@ each expert multiplies one contiguous slab of rows:
 
 * CPU inference (fp32): one oneDNN GEMM per expert that received tokens over
   its contiguous slab (see :mod:`pii_frames.model.kernels`; oneDNN uses
-  AVX-512 where MKL's grouped fallback does not), activation in place;
+  AVX-512 where MKL's grouped fallback does not), the loop over experts run
+  as one TorchScript call (:mod:`pii_frames.model.expert_groups`);
 * other inference (CUDA): two grouped GEMMs (``torch._grouped_mm``) over the
   sorted rows, one call per layer for all experts; where it is unavailable
   (odd sizes, old torch) a padded batched matmul over the experts that were hit;
@@ -97,9 +98,9 @@ def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float, 
     forward) run the clamped SwiGLU once over a group of experts'
     pre-activations, because seven small activation ops per expert cost more
     than reading the slab in cache saves. ``whole_group(x_sorted, experts,
-    starts, ends)`` (see :mod:`pii_frames.model.expert_groups`), when given,
-    runs such a group in one call without the GIL; None from it means "use the
-    Python loop". With more than one torch thread the experts are also split
+    starts, ends, per_slab)`` (see :mod:`pii_frames.model.expert_groups`), when
+    given, runs a group (or all experts of a large input) in one call without
+    the GIL; None from it means "use the Python loop". With more than one torch thread the experts are also split
     into contiguous groups run side by side (the caller's thread runs the
     first, a small thread pool the others), each GEMM single-threaded: an
     OpenMP team per GEMM of three rows spends more time in its barrier than in
@@ -115,15 +116,16 @@ def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float, 
             bounds.append((expert, start, end))
         start = end
     if x_sorted.shape[0] > _SMALL_INPUT_MAX_ROWS:
+        out = _run_whole_group(whole_group, x_sorted, bounds, per_slab=True)
+        if out is not None:
+            return out
         return torch.cat([second(expert, clamped_swiglu(first(expert, x_sorted[lo:hi]), limit, alpha, inplace=True))
                           for expert, lo, hi in bounds])
 
     def run_group(group):
-        if whole_group is not None:
-            experts, starts, stops = (list(column) for column in zip(*group))
-            out = whole_group(x_sorted, experts, starts, stops)
-            if out is not None:
-                return out
+        out = _run_whole_group(whole_group, x_sorted, group, per_slab=False)
+        if out is not None:
+            return out
         pre = torch.cat([first(expert, x_sorted[lo:hi]) for expert, lo, hi in group])
         act = clamped_swiglu(pre, limit, alpha, inplace=True)
         offset = group[0][1]
@@ -146,6 +148,13 @@ def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float, 
         outputs = [run_group(groups[0])]
         outputs.extend(future.result() for future in pending)
     return torch.cat(outputs)
+
+
+def _run_whole_group(whole_group, x_sorted, group, per_slab: bool):
+    if whole_group is None or not group:
+        return None
+    experts, starts, ends = (list(column) for column in zip(*group))
+    return whole_group(x_sorted, experts, starts, ends, per_slab)
 
 
 # Rows (token-expert pairs) up to which the small-input schedule of run_expert_slabs is used.
