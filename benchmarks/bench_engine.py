@@ -211,7 +211,7 @@ def main() -> None:
     print("experts hit per layer at 1 x 64 tokens:", experts_hit_per_layer(reference, probe))
 
     def repeats_for(tokens: int) -> int:
-        return 3 if tokens <= 600 else (1 if tokens <= 2100 else 0)
+        return 7 if tokens <= 600 else (1 if tokens <= 2100 else 0)
 
     rows = run_cases(reference, ours, cases, repeats_for, args.hf_threads or args.threads, args.threads)
     print("max |log-prob diff| vs transformers:",
