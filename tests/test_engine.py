@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -231,3 +234,46 @@ def test_package_import_stays_light():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_FORK_SCRIPT = """
+import multiprocessing, sys
+import pii_frames as pii
+
+detector = pii.load(sys.argv[1], device="cpu", threads=2)
+texts = ["Call Anna Berg at +1 415 555 0102.", "Mail john@example.com now", "Paul Smith, 12 Oak Road"]
+in_parent = [detector.redact(text).redacted_text for text in texts]  # forwards on 2 OpenMP threads
+detector = pii.load(sys.argv[1], device="cpu", threads=2, cache_size=0)  # children must run the model
+
+def child(text):
+    return detector.redact(text).redacted_text
+
+import torch
+from pii_frames.model import kernels
+from pii_frames.model.moe import run_expert_slabs
+
+weights = torch.randn(4, 8, 16), torch.randn(4, 8, 8)
+
+def experts_side_by_side(_):  # two expert groups: the second runs on the expert thread pool
+    torch.set_num_threads(2)
+    return run_expert_slabs(torch.ones(8, 8), torch.tensor([2, 4, 6, 8]),
+                            lambda e, rows: kernels.linear(rows, weights[0][e].T),
+                            lambda e, act: kernels.linear(act, weights[1][e].T), 7.0, 1.702)
+
+in_parent.append(experts_side_by_side(0).sum().item())
+
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    in_children = pool.map_async(child, texts).get(timeout=60)
+    in_children.append(pool.map_async(experts_side_by_side, [0]).get(timeout=60)[0].sum().item())
+print(in_children == in_parent)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_children_do_not_hang(tmp_path):
+    # multiprocessing forks on Linux; GNU OpenMP's team does not survive the fork, so the child runs one thread.
+    script = tmp_path / "fork_children.py"
+    script.write_text(_FORK_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), "default"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "True"

@@ -12,13 +12,14 @@ when the op is missing.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
 __all__ = ["onednn_available", "fbgemm_fp16_available", "linear", "pack_fp16", "linear_fp16", "unpack_fp16",
-           "torch_threads"]
+           "torch_threads", "in_forked_child"]
 
 _LINEAR_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 _broken: set[str] = set()
@@ -103,3 +104,29 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+_forked_child = False
+
+
+def _note_fork() -> None:
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_fork)
+
+
+def in_forked_child() -> bool:
+    """True in a process made by ``fork()`` (multiprocessing's default on Linux) from a Python parent.
+
+    GNU OpenMP's thread team does not survive a fork: once the parent has run a
+    parallel region on two or more threads, the child's first one hangs
+    (plain torch too: ``x @ x`` on 2 threads, fork, ``log_softmax`` in the
+    child never returns). The runner uses one thread in such children.
+
+    >>> in_forked_child()
+    False
+    """
+    return _forked_child

@@ -21,6 +21,7 @@ into [N, k, H] and sum over k in fp32 (no scatter-add), then multiply by k.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -194,6 +195,18 @@ def small_input_threading(rows: int, device: torch.device) -> Iterator[None]:
 
 _EXPERT_POOLS: dict[int, ThreadPoolExecutor] = {}
 _EXPERT_POOLS_LOCK = threading.Lock()
+
+
+def _forget_pools_in_child() -> None:
+    # A forked child (multiprocessing, Airflow's task runner) inherits the executors but not their
+    # threads: work submitted there would never run. The child builds its own pools on first use.
+    global _EXPERT_POOLS_LOCK
+    _EXPERT_POOLS.clear()
+    _EXPERT_POOLS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 def _expert_pool(workers: int) -> ThreadPoolExecutor:

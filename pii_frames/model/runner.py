@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .encoder import PrivacyFilterModel
-from .kernels import torch_threads
+from .kernels import in_forked_child, torch_threads
 
 __all__ = ["SequenceOutput", "run_sequences", "plan_batches", "default_num_threads"]
 
@@ -125,6 +125,8 @@ def run_sequences(
     pad_id = model.config.pad_token_id
 
     threads = default_num_threads(model) if num_threads == "auto" else num_threads
+    if device.type == "cpu" and in_forked_child():
+        threads = 1  # a forked child's OpenMP team would hang (kernels.in_forked_child)
     for batch in plan_batches([w.ids.size for w in windows], token_budget):
         longest = windows[batch[0]].ids.size
         ids = np.full((len(batch), longest), pad_id, dtype=np.int64)
