@@ -238,19 +238,23 @@ def test_package_import_stays_light():
 
 _FORK_SCRIPT = """
 import multiprocessing, sys
+import torch
 import pii_frames as pii
+from pii_frames.model import kernels
+from pii_frames.model.moe import run_expert_slabs
+
+def child_flag(_):
+    return kernels.forked_after_multithreaded_work()
 
 detector = pii.load(sys.argv[1], device="cpu", threads=2)
+with multiprocessing.get_context("fork").Pool(1) as pool:  # forked before any work: keeps its threads
+    assert pool.map(child_flag, [0]) == [False]
 texts = ["Call Anna Berg at +1 415 555 0102.", "Mail john@example.com now", "Paul Smith, 12 Oak Road"]
 in_parent = [detector.redact(text).redacted_text for text in texts]  # forwards on 2 OpenMP threads
 detector = pii.load(sys.argv[1], device="cpu", threads=2, cache_size=0)  # children must run the model
 
 def child(text):
     return detector.redact(text).redacted_text
-
-import torch
-from pii_frames.model import kernels
-from pii_frames.model.moe import run_expert_slabs
 
 weights = torch.randn(4, 8, 16), torch.randn(4, 8, 8)
 
@@ -265,13 +269,15 @@ in_parent.append(experts_side_by_side(0).sum().item())
 with multiprocessing.get_context("fork").Pool(2) as pool:
     in_children = pool.map_async(child, texts).get(timeout=60)
     in_children.append(pool.map_async(experts_side_by_side, [0]).get(timeout=60)[0].sum().item())
+    assert pool.map(child_flag, [0]) == [True]
 print(in_children == in_parent)
 """
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_forked_children_do_not_hang(tmp_path):
-    # multiprocessing forks on Linux; GNU OpenMP's team does not survive the fork, so the child runs one thread.
+    # multiprocessing forks on Linux; GNU OpenMP's team does not survive the fork, so a child forked after
+    # multi-threaded work runs one thread, and the expert thread pools are rebuilt in it.
     script = tmp_path / "fork_children.py"
     script.write_text(_FORK_SCRIPT)
     done = subprocess.run([sys.executable, str(script), "default"], capture_output=True, text=True, timeout=180)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["onednn_available", "fbgemm_fp16_available", "linear", "pack_fp16", "linear_fp16", "unpack_fp16",
-           "torch_threads", "in_forked_child"]
+           "torch_threads", "forked_after_multithreaded_work", "note_multithreaded_cpu_work"]
 
 _LINEAR_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 _broken: set[str] = set()
@@ -106,27 +106,37 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-_forked_child = False
+_ran_on_several_threads = False  # this process (or the one it was forked from) did
+_forked_after_several_threads = False
 
 
-def _note_fork() -> None:
-    global _forked_child
-    _forked_child = True
+def note_multithreaded_cpu_work() -> None:
+    """Record that this process ran CPU work on more than one OpenMP thread (see :func:`forked_after_multithreaded_work`)."""
+    global _ran_on_several_threads
+    _ran_on_several_threads = True
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_several_threads
+    _forked_after_several_threads = _ran_on_several_threads
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_note_fork)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def in_forked_child() -> bool:
-    """True in a process made by ``fork()`` (multiprocessing's default on Linux) from a Python parent.
+def forked_after_multithreaded_work() -> bool:
+    """True in a process forked (multiprocessing's default on Linux) after CPU work on several threads.
 
     GNU OpenMP's thread team does not survive a fork: once the parent has run a
     parallel region on two or more threads, the child's first one hangs
     (plain torch too: ``x @ x`` on 2 threads, fork, ``log_softmax`` in the
-    child never returns). The runner uses one thread in such children.
+    child never returns). The runner records its own multi-threaded work with
+    :func:`note_multithreaded_cpu_work` and uses one thread in such
+    children. Children forked from processes that did not (Airflow's task
+    supervisor, a Celery prefork parent) keep their threads.
 
-    >>> in_forked_child()
+    >>> forked_after_multithreaded_work()
     False
     """
-    return _forked_child
+    return _forked_after_several_threads

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .encoder import PrivacyFilterModel
-from .kernels import in_forked_child, torch_threads
+from .kernels import forked_after_multithreaded_work, note_multithreaded_cpu_work, torch_threads
 
 __all__ = ["SequenceOutput", "run_sequences", "plan_batches", "default_num_threads"]
 
@@ -125,8 +125,11 @@ def run_sequences(
     pad_id = model.config.pad_token_id
 
     threads = default_num_threads(model) if num_threads == "auto" else num_threads
-    if device.type == "cpu" and in_forked_child():
-        threads = 1  # a forked child's OpenMP team would hang (kernels.in_forked_child)
+    if device.type == "cpu":
+        if forked_after_multithreaded_work():
+            threads = 1  # the OpenMP team inherited through fork would hang (kernels.forked_after_multithreaded_work)
+        elif (threads or torch.get_num_threads()) > 1:
+            note_multithreaded_cpu_work()
     for batch in plan_batches([w.ids.size for w in windows], token_budget):
         longest = windows[batch[0]].ids.size
         ids = np.full((len(batch), longest), pad_id, dtype=np.int64)
