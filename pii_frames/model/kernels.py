@@ -106,12 +106,15 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-_ran_on_several_threads = False  # this process (or the one it was forked from) did
+_ran_on_several_threads = False  # by this process, or by the one it was forked from
 _forked_after_several_threads = False
 
 
 def note_multithreaded_cpu_work() -> None:
-    """Record that this process ran CPU work on more than one OpenMP thread (see :func:`forked_after_multithreaded_work`)."""
+    """Record that this process ran CPU work on several OpenMP threads.
+
+    Children forked after this run one thread (:func:`forked_after_multithreaded_work`).
+    """
     global _ran_on_several_threads
     _ran_on_several_threads = True
 

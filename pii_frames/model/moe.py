@@ -92,20 +92,21 @@ def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float, 
     """Apply each expert to its contiguous slab of expert-sorted rows.
 
     ``first(e, rows)`` gives [rows, 2I] pre-activations and ``second(e, act)``
-    the [rows, H] output of expert ``e``. One Python iteration per expert that
-    received tokens and a single host sync for ``ends``.
+    the [rows, H] output of expert ``e``; a single host sync for ``ends``.
+    ``whole_group(x_sorted, experts, starts, ends, per_slab)`` (see
+    :mod:`pii_frames.model.expert_groups`), when given, runs the same loop over
+    a group of experts in one call without the GIL; None from it means "use
+    the Python loop over ``first`` and ``second``".
 
     Small inputs (a few rows per expert, e.g. 1 x 64 tokens: ~880 experts per
     forward) run the clamped SwiGLU once over a group of experts'
     pre-activations, because seven small activation ops per expert cost more
-    than reading the slab in cache saves. ``whole_group(x_sorted, experts,
-    starts, ends, per_slab)`` (see :mod:`pii_frames.model.expert_groups`), when
-    given, runs a group (or all experts of a large input) in one call without
-    the GIL; None from it means "use the Python loop". With more than one torch thread the experts are also split
-    into contiguous groups run side by side (the caller's thread runs the
-    first, a small thread pool the others), each GEMM single-threaded: an
-    OpenMP team per GEMM of three rows spends more time in its barrier than in
-    the GEMM, while whole experts in parallel stream twice the weight bytes.
+    than reading the slab in cache saves. With more than one torch thread the
+    experts are also split into contiguous groups run side by side (the
+    caller's thread runs the first, a small thread pool the others), each GEMM
+    single-threaded: an OpenMP team per GEMM of three rows spends more time in
+    its barrier than in the GEMM, while whole experts in parallel stream twice
+    the weight bytes.
     Large inputs run the activation in place on each slab while it is still in
     cache and let each GEMM use the torch threads. All schedules give identical
     values (the activation is elementwise, each GEMM is the same call).
