@@ -88,6 +88,7 @@ def test_expert_activation_schedules_agree(checkpoint, monkeypatch, weight_dtype
                                          (0, 1, True), (0, 2, True), (10**9, 1, True), (10**9, 2, True),
                                          (10**9, 3, True)):
             monkeypatch.setattr(moe, "_SMALL_INPUT_MAX_ROWS", limit)
+            monkeypatch.setattr(moe, "_GROUP_MAX_ROWS_PER_EXPERT", limit)
             monkeypatch.setattr(expert_groups, "enabled", scripted)
             torch.set_num_threads(threads)
             try:

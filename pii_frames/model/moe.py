@@ -98,10 +98,10 @@ def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float, 
     a group of experts in one call without the GIL; None from it means "use
     the Python loop over ``first`` and ``second``".
 
-    Small inputs (a few rows per expert, e.g. 1 x 64 tokens: ~880 experts per
-    forward) run the clamped SwiGLU once over a group of experts'
-    pre-activations, because seven small activation ops per expert cost more
-    than reading the slab in cache saves. With more than one torch thread the
+    Small inputs (see ``_SMALL_INPUT_MAX_ROWS``; e.g. 1 x 64 tokens: ~880
+    experts of ~3 rows per forward) run the clamped SwiGLU once over a group of
+    experts' pre-activations, because seven small activation ops per expert
+    cost more than reading the slab in cache saves. With more than one torch thread the
     experts are also split into contiguous groups run side by side (the
     caller's thread runs the first, a small thread pool the others), each GEMM
     single-threaded: an OpenMP team per GEMM of three rows spends more time in
@@ -117,7 +117,7 @@ def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float, 
         if end > start:
             bounds.append((expert, start, end))
         start = end
-    if x_sorted.shape[0] > _SMALL_INPUT_MAX_ROWS:
+    if x_sorted.shape[0] > max(_SMALL_INPUT_MAX_ROWS, _GROUP_MAX_ROWS_PER_EXPERT * ends.numel()):
         out = _run_whole_group(whole_group, x_sorted, bounds, per_slab=True)
         if out is not None:
             return out
@@ -159,11 +159,16 @@ def _run_whole_group(whole_group, x_sorted, group, per_slab: bool):
     return whole_group(x_sorted, experts, starts, ends, per_slab)
 
 
-# Rows (token-expert pairs) up to which the small-input schedule of run_expert_slabs is used.
+# The group schedule of run_expert_slabs is used up to _SMALL_INPUT_MAX_ROWS rows (token-expert pairs) or
+# _GROUP_MAX_ROWS_PER_EXPERT rows per expert on average, whichever allows more. With each group one
+# TorchScript call it beats per-expert multi-threaded GEMMs there (two threads, full-size model with 128
+# experts: 4,096 rows -15%, 8,192 -14%, 16,384 -3%, 32,768 +4%); with few large experts (the 8-expert
+# embedded model, 2,000+ rows each) the per-expert GEMMs on all threads win (table benchmark: 5%).
 _SMALL_INPUT_MAX_ROWS = 2048
+_GROUP_MAX_ROWS_PER_EXPERT = 128
 _MAX_EXPERT_WORKERS = 8
-# Rows up to which a whole forward runs on one OpenMP thread (small_input_threading). Above it, up to
-# _SMALL_INPUT_MAX_ROWS, attention on several threads gains more than the spinning costs (1 x 512: 280 vs 340 ms).
+# Rows up to which a whole forward runs on one OpenMP thread (small_input_threading). Above it, attention
+# on several threads gains more than the spinning costs (1 x 512: 280 vs 340 ms).
 _ONE_OPENMP_THREAD_MAX_ROWS = 1024
 _SIDE_BY_SIDE = threading.local()
 
