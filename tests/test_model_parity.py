@@ -84,20 +84,22 @@ def test_expert_activation_schedules_agree(checkpoint, monkeypatch, weight_dtype
     for lengths in ([5, 90, 260], [40]):  # the second also runs the whole forward on one OpenMP thread
         ids, mask = _padded_batch(lengths, 1000, seed=5)
         outputs = {}
-        for limit, threads, scripted in ((0, 1, False), (10**9, 1, False), (10**9, 2, False), (10**9, 3, False),
-                                         (0, 1, True), (0, 2, True), (10**9, 1, True), (10**9, 2, True),
-                                         (10**9, 3, True)):
+        big, none = 10**9, 0  # (rows limit, rows-per-expert limit): (none, none) is the per-slab schedule
+        for limit, per_expert, threads, scripted in (
+                (none, none, 1, False), (big, none, 1, False), (big, none, 2, False), (big, none, 3, False),
+                (none, none, 1, True), (none, none, 2, True), (big, none, 1, True), (big, none, 2, True),
+                (big, none, 3, True), (none, big, 1, True), (none, big, 2, True)):
             monkeypatch.setattr(moe, "_SMALL_INPUT_MAX_ROWS", limit)
-            monkeypatch.setattr(moe, "_GROUP_MAX_ROWS_PER_EXPERT", limit)
+            monkeypatch.setattr(moe, "_GROUP_MAX_ROWS_PER_EXPERT", per_expert)
             monkeypatch.setattr(expert_groups, "enabled", scripted)
             torch.set_num_threads(threads)
             try:
                 with torch.inference_mode():
-                    outputs[limit, threads, scripted] = model(ids, mask).logits
+                    outputs[limit, per_expert, threads, scripted] = model(ids, mask).logits
                 assert torch.get_num_threads() == threads  # the caller's setting is restored
             finally:
                 torch.set_num_threads(1)
-        first = outputs[0, 1, False]
+        first = outputs[none, none, 1, False]
         for key, logits in outputs.items():
             assert torch.equal(logits, first), (lengths, key)
         if weight_dtype == "float32":

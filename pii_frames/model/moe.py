@@ -117,7 +117,13 @@ def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float, 
         if end > start:
             bounds.append((expert, start, end))
         start = end
-    if x_sorted.shape[0] > max(_SMALL_INPUT_MAX_ROWS, _GROUP_MAX_ROWS_PER_EXPERT * ends.numel()):
+    workers = min(getattr(_SIDE_BY_SIDE, "workers", None) or torch.get_num_threads(), len(bounds),
+                  _MAX_EXPERT_WORKERS)
+    if x_sorted.device.type != "cpu":
+        workers = 1
+    rows = x_sorted.shape[0]
+    side_by_side_pays = workers >= 2 and rows <= _GROUP_MAX_ROWS_PER_EXPERT * ends.numel()
+    if rows > _SMALL_INPUT_MAX_ROWS and not side_by_side_pays:
         out = _run_whole_group(whole_group, x_sorted, bounds, per_slab=True)
         if out is not None:
             return out
@@ -133,9 +139,7 @@ def run_expert_slabs(x_sorted, ends, first, second, limit: float, alpha: float, 
         offset = group[0][1]
         return torch.cat([second(expert, act[lo - offset:hi - offset]) for expert, lo, hi in group])
 
-    workers = min(getattr(_SIDE_BY_SIDE, "workers", None) or torch.get_num_threads(), len(bounds),
-                  _MAX_EXPERT_WORKERS)
-    if workers < 2 or x_sorted.device.type != "cpu":
+    if workers < 2:
         return run_group(bounds)
     groups = _split_by_rows(bounds, workers)
     grad_enabled, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
@@ -159,11 +163,12 @@ def _run_whole_group(whole_group, x_sorted, group, per_slab: bool):
     return whole_group(x_sorted, experts, starts, ends, per_slab)
 
 
-# The group schedule of run_expert_slabs is used up to _SMALL_INPUT_MAX_ROWS rows (token-expert pairs) or
-# _GROUP_MAX_ROWS_PER_EXPERT rows per expert on average, whichever allows more. With each group one
-# TorchScript call it beats per-expert multi-threaded GEMMs there (two threads, full-size model with 128
-# experts: 4,096 rows -15%, 8,192 -14%, 16,384 -3%, 32,768 +4%); with few large experts (the 8-expert
-# embedded model, 2,000+ rows each) the per-expert GEMMs on all threads win (table benchmark: 5%).
+# The group schedule of run_expert_slabs is used up to _SMALL_INPUT_MAX_ROWS rows (token-expert pairs) and,
+# with two or more threads, up to _GROUP_MAX_ROWS_PER_EXPERT rows per expert on average. With each group one
+# TorchScript call, groups side by side beat per-expert multi-threaded GEMMs there (two threads, full-size
+# model with 128 experts: 4,096 rows -15%, 8,192 -14%, 16,384 -3%, 32,768 +4%); with few large experts (the
+# 8-expert embedded model, 2,000+ rows each) the per-expert GEMMs on all threads win (table benchmark: 5%).
+# On one thread the activation per slab, in cache, wins above _SMALL_INPUT_MAX_ROWS (1 x 4,096: 3.0 vs 3.3 s).
 _SMALL_INPUT_MAX_ROWS = 2048
 _GROUP_MAX_ROWS_PER_EXPERT = 128
 _MAX_EXPERT_WORKERS = 8
