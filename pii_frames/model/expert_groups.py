@@ -23,14 +23,18 @@ from typing import Callable, List, Optional, Union
 
 import torch
 
-__all__ = ["group_runner"]
+__all__ = ["group_runner", "clamped_swiglu_inplace"]
 
 # ``Scalar?[]`` of mkldnn::_linear_pointwise is ``List[Optional[number]]`` in TorchScript.
 _NoScalars = List[Optional[Union[int, float, complex]]]
 
 
-def _clamped_swiglu_(z: torch.Tensor, limit: float, alpha: float) -> torch.Tensor:
-    # Same in-place op sequence as moe.clamped_swiglu(inplace=True), so the values are bit-identical.
+def clamped_swiglu_inplace(z: torch.Tensor, limit: float, alpha: float) -> torch.Tensor:
+    """``moe.clamped_swiglu(z, limit, alpha, inplace=True)``, written here so the scripted groups compile it.
+
+    >>> clamped_swiglu_inplace(torch.tensor([[0.0, 10.0, 1.0, -10.0]]), 7.0, 1.702).round().tolist()
+    [[0.0, -42.0]]
+    """
     gate, up = z.chunk(2, dim=-1)
     gate = gate.clamp_(max=limit)
     up = up.clamp_(min=-limit, max=limit).add_(1)
@@ -46,14 +50,14 @@ def _onednn_fp32_group(x: torch.Tensor, experts: List[int], starts: List[int], e
         for i in range(len(experts)):
             e = experts[i]
             pre = torch.ops.mkldnn._linear_pointwise(x[starts[i]:ends[i]], w1[e].t(), b1[e], "none", no_scalars, "")
-            act = _clamped_swiglu_(pre, limit, alpha)
+            act = clamped_swiglu_inplace(pre, limit, alpha)
             out.append(torch.ops.mkldnn._linear_pointwise(act, w2[e].t(), b2[e], "none", no_scalars, ""))
         return torch.cat(out)
     pres = []
     for i in range(len(experts)):
         e = experts[i]
         pres.append(torch.ops.mkldnn._linear_pointwise(x[starts[i]:ends[i]], w1[e].t(), b1[e], "none", no_scalars, ""))
-    acts = _clamped_swiglu_(torch.cat(pres), limit, alpha)
+    acts = clamped_swiglu_inplace(torch.cat(pres), limit, alpha)
     offset = starts[0]
     for i in range(len(experts)):
         e = experts[i]
@@ -70,13 +74,13 @@ def _fbgemm_fp16_group(x: torch.Tensor, experts: List[int], starts: List[int], e
     if per_slab:
         for i in range(len(experts)):
             pre = torch.ops.quantized.linear_dynamic_fp16(x[starts[i]:ends[i]], packs1[experts[i]])
-            act = _clamped_swiglu_(pre, limit, alpha)
+            act = clamped_swiglu_inplace(pre, limit, alpha)
             out.append(torch.ops.quantized.linear_dynamic_fp16(act, packs2[experts[i]]))
         return torch.cat(out)
     pres = []
     for i in range(len(experts)):
         pres.append(torch.ops.quantized.linear_dynamic_fp16(x[starts[i]:ends[i]], packs1[experts[i]]))
-    acts = _clamped_swiglu_(torch.cat(pres), limit, alpha)
+    acts = clamped_swiglu_inplace(torch.cat(pres), limit, alpha)
     offset = starts[0]
     for i in range(len(experts)):
         act = acts[starts[i] - offset:ends[i] - offset]

@@ -49,11 +49,9 @@ def clamped_swiglu(z: torch.Tensor, limit: float, alpha: float, inplace: bool = 
     >>> clamped_swiglu(z, 7.0, 1.702).round().tolist()  # 7 * sigmoid(11.9) * (-7 + 1)
     [[0.0, -42.0]]
     """
+    if inplace:  # one definition, shared with the scripted expert groups
+        return expert_groups.clamped_swiglu_inplace(z, limit, alpha)
     gate, up = z.chunk(2, dim=-1)
-    if inplace:
-        gate = gate.clamp_(max=limit)
-        up = up.clamp_(min=-limit, max=limit).add_(1)
-        return torch.mul(gate, alpha).sigmoid_().mul_(gate).mul_(up)
     gate = gate.clamp(max=limit)
     up = up.clamp(min=-limit, max=limit)
     return gate * torch.sigmoid(gate * alpha) * (up + 1)
