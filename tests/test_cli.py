@@ -233,6 +233,12 @@ def test_download_offline_is_one_clear_line(tmp_path):
     assert not (tmp_path / "ckpt").exists()
 
 
+def test_download_with_hub_offline_names_the_variable(tmp_path):
+    done = cli("download", "openai/privacy-filter", "--dir", str(tmp_path / "ckpt"), env={"HF_HUB_OFFLINE": "1"})
+    assert_clean_failure(done, "openai/privacy-filter", "HF_HUB_OFFLINE", "--model")
+    assert not (tmp_path / "ckpt").exists()
+
+
 def test_training_commands_are_wired_lazily():
     done = cli("eval", "--help")
     try:
