@@ -7,10 +7,17 @@ import hmac
 import re
 from typing import Iterable, Mapping
 
-__all__ = ["DENY_LIST_LABEL", "OPERATORS", "REDACTED_LABEL", "Policy", "placeholder_name"]
+__all__ = [
+    "DENY_LIST_LABEL", "KEEP_LAST_LABELS", "OPERATORS", "REDACTED_LABEL", "Policy", "as_policy", "placeholder_name",
+    "policy_from_dict",
+]
 
-OPERATORS = ("placeholder", "mask", "pseudonym", "keep_last", "drop")
+OPERATORS = ("placeholder", "mask", "pseudonym", "encrypt", "keep_last", "drop")
+# Operators that need the secret key.
+KEYED_OPERATORS = ("pseudonym", "encrypt")
 DENY_LIST_LABEL = "deny_list"
+# Labels a default "keep_last" operator applies to; other labels get placeholders unless named in per_label.
+KEEP_LAST_LABELS = frozenset({"account_number", "private_phone"})
 REDACTED_LABEL = "redacted"
 # 16 hex digits = 64 bits: a collision between two of 100 million distinct values has odds ~3e-4.
 PSEUDONYM_HEX_DIGITS = 16
@@ -33,11 +40,24 @@ class Policy:
         operator: default operator for every label: ``"placeholder"`` (``<PRIVATE_PERSON>``),
             ``"mask"`` (same length of ``mask_char``), ``"pseudonym"`` (keyed, stable token such as
             ``<PRIVATE_PERSON_3f9a1c2b7d4e5f60>``: same value and label give the same token in every
-            row, run and process; another key gives other tokens), ``"keep_last"`` (mask all but the
-            last ``keep_last`` characters; values that short are masked entirely) or ``"drop"``
-            (remove the text).
-        key: secret for ``"pseudonym"`` (str or bytes, required when any label uses it). It never
+            row, run and process; another key gives other tokens), ``"encrypt"`` (reversible: a
+            deterministic AES-SIV token such as ``<PRIVATE_EMAIL:v1:KEYID:...>`` that
+            :func:`pii_frames.reveal` turns back into the value with the key; see
+            :mod:`pii_frames.redact.encryption`), ``"keep_last"`` (mask all but the
+            last ``keep_last`` characters; values that short are masked entirely; as the default
+            operator it applies to account numbers and phones only, other labels get placeholders
+            unless ``per_label`` names them) or ``"drop"`` (remove the text).
+        key: secret for ``"pseudonym"`` and ``"encrypt"`` (str or bytes, required when any label
+            uses them, unless ``key_env``/``key_source`` names where to read it). It never
             appears in output, ``repr`` or error messages.
+        key_id: id written into ``"encrypt"`` tokens (``[A-Za-z0-9_-]{1,32}``, not secret) so
+            keys can rotate; default: a fingerprint of the key
+            (:func:`pii_frames.redact.encryption.key_fingerprint`).
+        key_env: name of an environment variable holding the key, read when first needed (a
+            pickled Policy then carries only the name). Same as ``key_source="env:NAME"``.
+        key_source: where to read the key when first needed: ``"env:NAME"``,
+            ``"airflow-variable:NAME"`` or ``"airflow-connection:CONN_ID"`` (its password); see
+            :func:`pii_frames.redact.encryption.resolve_key_source`.
         labels: span labels to act on (default: all). Spans of other labels are neither replaced
             nor reported.
         per_label: ``{label: operator}`` overriding ``operator`` for those labels.
@@ -64,6 +84,9 @@ class Policy:
     __slots__ = (
         "operator",
         "_key",
+        "key_id",
+        "key_source",
+        "_resolved",
         "labels",
         "per_label",
         "min_score",
@@ -78,6 +101,9 @@ class Policy:
         operator: str = "placeholder",
         *,
         key: str | bytes | None = None,
+        key_id: str | None = None,
+        key_env: str | None = None,
+        key_source: str | None = None,
         labels: Iterable[str] | None = None,
         per_label: Mapping[str, str] | None = None,
         min_score: float = 0.0,
@@ -107,13 +133,37 @@ class Policy:
             raise TypeError(f"Policy key must be str or bytes, got {type(key).__name__}")
         if key is not None and not key:
             raise ValueError("Policy key must not be empty")
-        uses_pseudonym = operator == "pseudonym" or "pseudonym" in checked_per_label.values()
-        if uses_pseudonym and key is None:
-            raise ValueError(
-                "Policy operator 'pseudonym' needs a secret key: Policy('pseudonym', key=...) "
-                "(keep the key outside the code, e.g. in an environment variable)"
-            )
+        if key_env is not None:
+            if key_source is not None:
+                raise ValueError("Policy takes key_env or key_source, not both")
+            if not isinstance(key_env, str) or not key_env:
+                raise ValueError(f"Policy key_env must name an environment variable, got {key_env!r}")
+            key_source = f"env:{key_env}"
+        if key_source is not None:
+            from .encryption import parse_key_source
+
+            parse_key_source(key_source)
+            if key is not None:
+                raise ValueError("Policy takes key or key_env/key_source, not both")
+        for keyed in KEYED_OPERATORS:
+            uses_keyed = operator == keyed or keyed in checked_per_label.values()
+            if uses_keyed and key is None and key_source is None:
+                raise ValueError(
+                    f"Policy operator {keyed!r} needs a secret key: Policy({keyed!r}, key=...) or "
+                    f"Policy({keyed!r}, key_env='PII_KEY') (keep the key outside the code, e.g. in an "
+                    "environment variable)"
+                )
+        if key_id is not None:
+            from .encryption import KEY_ID_RE
+
+            if not isinstance(key_id, str) or not KEY_ID_RE.fullmatch(key_id):
+                raise ValueError(
+                    f"Policy key_id must be 1 to 32 characters of A-Z, a-z, 0-9, '_' or '-', got {key_id!r}"
+                )
         set_(self, "_key", key)
+        set_(self, "key_id", key_id)
+        set_(self, "key_source", key_source)
+        set_(self, "_resolved", None)  # (secret, EncryptionKey or None), filled when first needed
 
         set_(self, "labels", None if labels is None else _string_set(labels, "labels"))
         if self.labels is not None and not self.labels:
@@ -158,6 +208,8 @@ class Policy:
         return {
             "operator": self.operator,
             "key": self._key,
+            "key_id": self.key_id,
+            "key_source": self.key_source,
             "labels": None if self.labels is None else sorted(self.labels),
             "per_label": dict(self.per_label),
             "min_score": self.min_score,
@@ -169,12 +221,59 @@ class Policy:
 
     @property
     def has_key(self) -> bool:
-        """Whether a pseudonym key is set (the key itself is not readable back)."""
-        return self._key is not None
+        """Whether a key or a key source is set (the key itself is not readable back)."""
+        return self._key is not None or self.key_source is not None
+
+    def _secret(self) -> bytes:
+        if self._key is not None:
+            return self._key
+        if self.key_source is None:  # only reachable through per-call operator overrides
+            raise ValueError("operators 'pseudonym' and 'encrypt' need a Policy key (key=, key_env= or key_source=)")
+        resolved = self._resolved
+        if resolved is None:
+            from .encryption import resolve_key_source
+
+            resolved = (resolve_key_source(self.key_source), None)
+            object.__setattr__(self, "_resolved", resolved)
+        return resolved[0]
+
+    def encryption_key(self):
+        """The :class:`~pii_frames.redact.encryption.EncryptionKey` of ``"encrypt"`` tokens.
+
+        Reads ``key_source`` on first use. Its ``key_id`` (not secret) is the one
+        written into tokens; an audit can record it.
+
+        Example:
+            >>> Policy("encrypt", key="s3cret", key_id="2025-q1").encryption_key()
+            EncryptionKey(key_id='2025-q1')
+        """
+        resolved = self._resolved
+        if resolved is None or resolved[1] is None:
+            from .encryption import EncryptionKey
+
+            secret = self._secret()
+            resolved = (secret, EncryptionKey(secret, key_id=self.key_id))
+            object.__setattr__(self, "_resolved", resolved)
+        return resolved[1]
 
     def operator_for(self, label: str) -> str:
-        """Operator applied to spans of ``label``."""
-        return self.per_label.get(label, self.operator)
+        """Operator applied to spans of ``label``.
+
+        A default operator of ``"keep_last"`` applies to the labels in
+        :data:`KEEP_LAST_LABELS` only (a name's or an address's tail identifies
+        its owner); other labels get placeholders unless ``per_label`` names
+        them explicitly.
+
+        Example:
+            >>> policy = Policy("keep_last", per_label={"secret": "keep_last"})
+            >>> [policy.operator_for(label) for label in ("account_number", "private_person", "secret")]
+            ['keep_last', 'placeholder', 'keep_last']
+        """
+        if label in self.per_label:
+            return self.per_label[label]
+        if self.operator == "keep_last" and label not in KEEP_LAST_LABELS:
+            return "placeholder"
+        return self.operator
 
     def acts_on(self, label: str) -> bool:
         """Whether spans of ``label`` are replaced and reported."""
@@ -200,10 +299,10 @@ class Policy:
             return self.mask_char * (len(value) - self.keep_last) + value[len(value) - self.keep_last :]
         if operator == "drop":
             return ""
-        if self._key is None:  # only reachable through per-call operator overrides
-            raise ValueError("operator 'pseudonym' needs a Policy key")
+        if operator == "encrypt":
+            return self.encryption_key().encrypt(label, value)
         message = f"{label}\x00{value}".encode("utf-8", errors="surrogatepass")
-        digest = hmac.new(self._key, message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_DIGITS]
+        digest = hmac.new(self._secret(), message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_DIGITS]
         return f"<{placeholder_name(label)}_{digest}>"
 
     def check_labels(self, known_labels: Iterable[str]) -> None:
@@ -249,6 +348,51 @@ def _rebuild_policy(state: dict) -> Policy:
     return Policy(**state)
 
 
+def policy_from_dict(spec: Mapping) -> Policy:
+    """Build a :class:`Policy` from a plain mapping (a JSON/YAML file, dbt or Airflow config).
+
+    The one parser of policy specs: every adapter, the CLI and the Airflow
+    jobs call it. Keys are :class:`Policy`'s arguments; lists become the
+    matching sets. An unknown key or a bad value raises ValueError naming it
+    (the key itself is never shown).
+
+    Example:
+        >>> policy_from_dict({"operator": "mask", "labels": ["private_person"]}).operator
+        'mask'
+        >>> policy_from_dict({"operator": "mask", "colour": "red"})
+        Traceback (most recent call last):
+        ...
+        ValueError: invalid policy {'operator': 'mask', 'colour': 'red'}: unknown key(s) ['colour']; known keys: ...
+    """
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"a policy spec must be a mapping of Policy arguments, got {type(spec).__name__}")
+    spec = dict(spec)
+    shown = {name: ("<hidden>" if name == "key" else value) for name, value in spec.items()}
+    known = set(_DEFAULT_STATE) | {"key_env"}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ValueError(f"invalid policy {shown!r}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+    operator = spec.pop("operator", "placeholder")
+    try:
+        return Policy(operator, **spec)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"invalid policy {shown!r}: {error}") from None
+
+
+def as_policy(policy) -> Policy | None:
+    """``None``, a :class:`Policy` or a mapping of its arguments, as a Policy (None stays None).
+
+    Example:
+        >>> as_policy({"operator": "drop"})
+        Policy(operator='drop')
+    """
+    if policy is None or isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, Mapping):
+        return policy_from_dict(policy)
+    raise TypeError(f"policy must be a pii_frames.Policy or a dict of its arguments, got {type(policy).__name__}")
+
+
 def _check_operator(value: object, where: str) -> str:
     if value not in OPERATORS:
         raise ValueError(f"unknown Policy {where} {value!r}; choose one of {', '.join(OPERATORS)}")
@@ -271,6 +415,8 @@ def _string_set(values: Iterable[str] | str, name: str) -> frozenset[str]:
 _DEFAULT_STATE = {
     "operator": "placeholder",
     "key": None,
+    "key_id": None,
+    "key_source": None,
     "labels": None,
     "per_label": {},
     "min_score": 0.0,
