@@ -7,7 +7,8 @@
 The public surface: :func:`load` returns a :class:`Detector`
 (``redact``, ``redact_many``, ``detect_arrow``, ``token_logprobs``);
 :class:`Policy` chooses what happens to each label; :func:`redact`,
-:func:`spans`, :func:`category` and :func:`detect` are Polars expressions.
+:func:`spans`, :func:`category` and :func:`detect` are Polars expressions;
+:func:`reveal` turns ``Policy("encrypt")`` tokens back into values (no model).
 Heavy modules (torch, polars) are imported on first use, so importing the
 package is cheap for Airflow DAG parsing and dbt.
 """
@@ -23,6 +24,8 @@ _LAZY = {
     "RedactionResult": ("pii_frames.redact.result", "RedactionResult"),
     "DetectedSpan": ("pii_frames.redact.result", "DetectedSpan"),
     "Policy": ("pii_frames.redact.policy", "Policy"),
+    "reveal": ("pii_frames.redact.encryption", "reveal"),
+    "RevealError": ("pii_frames.redact.encryption", "RevealError"),
     "show": ("pii_frames._html", "show"),
     "DetectionTable": ("pii_frames._html", "DetectionTable"),
 }

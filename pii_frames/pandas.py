@@ -152,6 +152,24 @@ class PiiSeriesAccessor:
         """
         return self._text_output(pc.struct_field(self._detect(options), "category"))
 
+    def reveal(self, *, key: Any = None, keys: Any = None, on_error: str = "raise") -> pd.Series:
+        """Text with every ``Policy("encrypt")`` token restored; same index, name and dtype.
+
+        ``key``: the secret; ``keys``: ``{key_id: secret}`` (rotation).
+        ``on_error="null"`` gives missing values (and a warning) for rows that
+        cannot be revealed instead of an error naming the row. Never runs the model.
+
+        >>> import pandas as pd, pii_frames.pandas
+        >>> from pii_frames import Policy
+        >>> token = Policy("encrypt", key="s3cret").replacement("private_person", "Ada")
+        >>> pd.Series([f"Hi {token}", None], dtype=object).pii.reveal(key="s3cret").tolist()
+        ['Hi Ada', None]
+        """
+        from pii_frames.redact.encryption import reveal_arrow
+
+        name = str(self._series.name) if self._series.name is not None else "series"
+        return self._text_output(reveal_arrow(self._arrow_input(), key=key, keys=keys, on_error=on_error, name=name))
+
     def detect(self, **options: Any) -> pd.DataFrame:
         """All outputs in one pass: a DataFrame with ``redacted_text``, ``spans``, ``category``, ``labels``.
 

@@ -49,6 +49,7 @@ __all__ = [
     "spans",
     "category",
     "detect",
+    "reveal_expr",
     "PiiExprNamespace",
     "PiiSeriesNamespace",
 ]
@@ -245,6 +246,53 @@ def detect(
     return _map(column, None, model, opts)
 
 
+class _RevealBatch:
+    """The batch function of :func:`reveal_expr`; keeps the keys out of ``repr``."""
+
+    def __init__(self, key: Any, keys: Any, on_error: str):
+        from pii_frames.redact.encryption import _check_on_error, _key_ring
+
+        _check_on_error(on_error)
+        self.ring = _key_ring(key, keys)  # a bad key fails when the expression is built
+        self.on_error = on_error
+
+    def __repr__(self) -> str:
+        return f"pii_frames.polars.reveal({self.ring!r}, on_error={self.on_error!r})"
+
+    def __call__(self, series: pl.Series) -> pl.Series:
+        from pii_frames.redact.encryption import reveal_many
+
+        if isinstance(series.dtype, pl.Categorical | pl.Enum):
+            series = series.cast(pl.String)
+        if series.dtype not in (pl.String, pl.Null):
+            raise TypeError(
+                f"column {series.name!r} has dtype {series.dtype}, but reveal needs text; "
+                f'cast it first, for example pii.reveal_expr(pl.col("{series.name}").cast(pl.String), key=...)'
+            )
+        values = reveal_many(series.to_list(), keys=self.ring, on_error=self.on_error, name=series.name)
+        return pl.Series(series.name, values, dtype=pl.String)
+
+
+def reveal_expr(column: str | pl.Expr, *, key: Any = None, keys: Any = None, on_error: str = "raise") -> pl.Expr:
+    """Text of ``column`` with every ``Policy("encrypt")`` token restored (String), named like the input.
+
+    ``key``: the secret (str/bytes); ``keys``: ``{key_id: secret}`` when tokens
+    of several keys are mixed (rotation). ``on_error="null"`` turns rows with a
+    wrong-key, unknown-key-id or damaged token into null with a warning instead
+    of raising an error naming the row. Never runs the model; nulls stay null.
+
+    >>> import polars as pl, pii_frames.polars as pii_pl
+    >>> from pii_frames import Policy
+    >>> token = Policy("encrypt", key="s3cret").replacement("private_email", "ann@example.com")
+    >>> df = pl.DataFrame({"body": [f"mail {token}", None]})
+    >>> df.select(pii_pl.reveal_expr("body", key="s3cret"))["body"].to_list()
+    ['mail ann@example.com', None]
+    """
+    return _to_expr(column).map_batches(
+        _RevealBatch(key, keys, on_error), return_dtype=pl.String(), is_elementwise=True
+    )
+
+
 @pl.api.register_expr_namespace("pii")
 class PiiExprNamespace:
     """``pl.col("body").pii.redact()`` and friends: the functions above as methods.
@@ -271,6 +319,10 @@ class PiiExprNamespace:
     def detect(self, **options: Any) -> pl.Expr:
         """All outputs as one Struct; see :func:`pii_frames.polars.detect`."""
         return detect(self._expr, **options)
+
+    def reveal(self, *, key: Any = None, keys: Any = None, on_error: str = "raise") -> pl.Expr:
+        """Encrypted tokens restored; see :func:`pii_frames.polars.reveal_expr`."""
+        return reveal_expr(self._expr, key=key, keys=keys, on_error=on_error)
 
 
 @pl.api.register_series_namespace("pii")
@@ -303,3 +355,7 @@ class PiiSeriesNamespace:
     def detect(self, **options: Any) -> pl.Series:
         """All outputs as one Struct; see :func:`pii_frames.polars.detect`."""
         return self._run(detect, options)
+
+    def reveal(self, *, key: Any = None, keys: Any = None, on_error: str = "raise") -> pl.Series:
+        """Encrypted tokens restored; see :func:`pii_frames.polars.reveal_expr`."""
+        return self._run(reveal_expr, {"key": key, "keys": keys, "on_error": on_error})

@@ -79,8 +79,9 @@ KEY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 ENCRYPTED_TOKEN_RE = re.compile(
     r"<(?P<label>[A-Z0-9]+(?:_[A-Z0-9]+)*):v1:(?P<key_id>[A-Za-z0-9_-]{1,32}):(?P<payload>[A-Za-z0-9_-]{22,})>"
 )
-# Anything that starts like a token; where it is not a whole token, the token was cut or changed.
-_TOKEN_START_RE = re.compile(r"<[A-Z0-9_]+:v[0-9]+:")
+# Anything that starts or ends like a token; where it is not part of a whole token, a token was
+# cut or changed (its head, e.g. the label, or its tail, e.g. a ':' or the closing '>').
+_BROKEN_TOKEN_RE = re.compile(r"<[A-Z0-9_]+:v[0-9]+:|[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{22,}>")
 KEY_SOURCE_KINDS = ("env", "airflow-variable", "airflow-connection")
 ON_ERROR = ("raise", "null")
 
@@ -368,7 +369,7 @@ class KeyRing:
         if not isinstance(text, str):
             raise TypeError(f"reveal expects text (str or None), got {type(text).__name__}")
         # Fast path: most texts hold no token at all.
-        if "<" not in text or _TOKEN_START_RE.search(text) is None:
+        if _BROKEN_TOKEN_RE.search(text) is None:
             return text
         pieces: list[str] = []
         cursor = 0
@@ -383,12 +384,12 @@ class KeyRing:
 
 
 def _check_no_broken_token(text: str, start: int, end: int) -> None:
-    broken = _TOKEN_START_RE.search(text, start, end)
+    broken = _BROKEN_TOKEN_RE.search(text[start:end])
     if broken is not None:
-        head = text[broken.start() : min(broken.end() + 12, len(text))]
+        at = start + broken.start()
         raise RevealError(
-            f"the text holds a truncated or changed token at character {broken.start()} "
-            f"(starting {head!r}…); only whole <LABEL:v1:KEYID:PAYLOAD> tokens can be revealed"
+            f"the text holds a truncated or changed token at character {at} "
+            f"(starting {text[at : at + 32]!r}…); only whole <LABEL:v1:KEYID:PAYLOAD> tokens can be revealed"
         )
 
 
@@ -451,8 +452,11 @@ def reveal_many(
     keys: Any = None,
     on_error: str = "raise",
     name: str | None = None,
+    first_row: int = 0,
 ) -> list[str | None]:
     """:func:`reveal` for many texts; errors name the row (and ``name``, the column).
+
+    Rows are numbered from ``first_row`` (the offset of this batch in a larger table).
 
     Under ``on_error="null"`` the rows that fail become None and one
     :class:`RevealWarning` counts them and shows the first.
@@ -474,7 +478,7 @@ def reveal_many(
     out: list[str | None] = []
     seen: dict[str, str | None] = {}
     failed: list[RevealError] = []
-    for row, text in enumerate(texts):
+    for row, text in enumerate(texts, start=first_row):
         if text is None:
             out.append(None)
             continue
@@ -508,7 +512,15 @@ def reveal_many(
 _MISSING = object()
 
 
-def reveal_arrow(values: Any, *, key: Any = None, keys: Any = None, on_error: str = "raise", name: str = "input"):
+def reveal_arrow(
+    values: Any,
+    *,
+    key: Any = None,
+    keys: Any = None,
+    on_error: str = "raise",
+    name: str = "input",
+    first_row: int = 0,
+):
     """:func:`reveal_many` on an Arrow (chunked) array of text; returns a ``string`` array, nulls kept.
 
     The common ground of the Polars, DuckDB and pandas ``reveal`` functions.
@@ -536,7 +548,7 @@ def reveal_arrow(values: Any, *, key: Any = None, keys: Any = None, on_error: st
         or pa.types.is_null(arrow_type)
     ):
         raise TypeError(f"column {name!r} has type {arrow_type}, but reveal needs text; cast it to string first")
-    revealed = reveal_many(values.to_pylist(), key=key, keys=keys, on_error=on_error, name=name)
+    revealed = reveal_many(values.to_pylist(), key=key, keys=keys, on_error=on_error, name=name, first_row=first_row)
     return pa.array(revealed, type=pa.string())
 
 
