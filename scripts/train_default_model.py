@@ -30,9 +30,9 @@ sys.path.insert(0, str(REPO))
 from pii_frames.train.synthetic import KINDS, LOCALES, generate  # noqa: E402
 
 DEFAULT_OUT = REPO / "pii_frames" / "assets" / "default_model"
-OPF_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "opf-examples" / "sample_eval_five_examples.jsonl"
-ARCHITECTURE = dict(hidden_size=160, num_hidden_layers=3, num_experts=8, experts_per_token=2, head_dim=32,
-                    num_attention_heads=4, num_key_value_heads=2, context=48, vocab_size=32768)
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+OPF_SAMPLE = SHARED_DATA / "opf-examples" / "sample_eval_five_examples.jsonl"
+REAL_NER = SHARED_DATA / "real-ner"
 SHIPPED_FILES = ("config.json", "model.safetensors", "viterbi_calibration.json")
 
 
@@ -46,13 +46,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup-steps", type=int, default=150)
     parser.add_argument("--composed", type=float, default=0.75,
                         help="share of training documents composed from clause frames (see synthetic.generate)")
+    parser.add_argument("--gaps", type=float, default=0.15,
+                        help="share of synthetic training documents aimed at real-text gaps (see synthetic.generate)")
     parser.add_argument("--validation-examples", type=int, default=600)
     parser.add_argument("--eval-examples", type=int, default=2000, help="held-out-template documents to score")
     parser.add_argument("--opf-sample", type=Path, default=OPF_SAMPLE,
                         help="opf's sample_eval_five_examples.jsonl (skipped when missing)")
+    parser.add_argument("--real-ner", type=Path, default=REAL_NER,
+                        help="folder with real-ner's train.jsonl and validation.jsonl (read in place, never copied); "
+                             "'none' trains on synthetic documents only")
+    parser.add_argument("--real-repeats", type=int, default=3,
+                        help="passes over real-ner train.jsonl inside the one pass over the mixed stream")
+    parser.add_argument("--hidden-size", type=int, default=160)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--experts", type=int, default=8)
+    parser.add_argument("--experts-per-token", type=int, default=2)
+    parser.add_argument("--context", type=int, default=48, help="attention band half width (tokens)")
+    parser.add_argument("--vocab-size", type=int, default=32768, help="first N o200k ranks kept")
     # One thread: the model's matrices are small, and on a shared 2-core machine a second thread mostly waits.
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     return parser.parse_args(argv)
+
+
+def architecture_of(args: argparse.Namespace) -> dict:
+    """init_compact_model keyword arguments from the command line (head size 32, grouped-query heads)."""
+    heads = max(2, args.hidden_size // 40)
+    return dict(hidden_size=args.hidden_size, num_hidden_layers=args.layers, num_experts=args.experts,
+                experts_per_token=args.experts_per_token, head_dim=32, num_attention_heads=heads,
+                num_key_value_heads=max(1, heads // 2), context=args.context, vocab_size=args.vocab_size)
+
+
+def read_real_ner(folder: Path, split: str) -> list[dict]:
+    """The records of real-ner's ``<split>.jsonl`` in file order (the data stays where it is)."""
+    path = Path(folder) / f"{split}.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: point --real-ner at the real-ner folder (../shared/data/real-ner "
+                         "next to the repository) or pass --real-ner none for a synthetic-only model")
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
 
 
 def log(message: str) -> None:
@@ -61,6 +92,8 @@ def log(message: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.real_ner is not None and str(args.real_ner).lower() == "none":
+        args.real_ner = None
     import torch
 
     from pii_frames.engine.loading import clear_model_cache, load
@@ -70,16 +103,28 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    architecture = architecture_of(args)
+    real_train = read_real_ner(args.real_ner, "train") if args.real_ner is not None else []
+    real_records = real_train * args.real_repeats
     n_train = args.steps * args.batch_size
-    log(f"generating {n_train} training, {args.validation_examples} validation and {args.eval_examples} "
-        "held-out documents")
-    train = generate(n_train, seed=args.seed, templates="train", composed=args.composed)
-    validation = generate(args.validation_examples, seed=args.seed + 1, templates="train", composed=args.composed)
+    n_synthetic = n_train - len(real_records)
+    if n_synthetic < 0:
+        raise SystemExit(f"--steps {args.steps} x --batch-size {args.batch_size} holds fewer documents than "
+                         f"{args.real_repeats} passes over {len(real_train)} real-ner windows; raise --steps or "
+                         "lower --real-repeats")
+    log(f"generating {n_synthetic} synthetic training documents (+ {len(real_train)} real-ner windows x "
+        f"{args.real_repeats}), {args.validation_examples} validation and {args.eval_examples} held-out documents")
+    train = generate(n_synthetic, seed=args.seed, templates="train", composed=args.composed,
+                     gaps=args.gaps) + real_records
+    validation = generate(args.validation_examples, seed=args.seed + 1, templates="train", composed=args.composed,
+                          gaps=args.gaps)
     heldout = generate(args.eval_examples, seed=args.seed + 2, templates="heldout")
+    real_validation = (read_real_ner(args.real_ner, "validation")
+                       if args.real_ner is not None and (args.real_ner / "validation.jsonl").is_file() else None)
 
-    model = init_compact_model(**ARCHITECTURE, doc_class_names=KINDS, seed=args.seed)
+    model = init_compact_model(**architecture, doc_class_names=KINDS, seed=args.seed)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {n_params / 1e6:.2f}M parameters, {ARCHITECTURE}")
+    log(f"model: {n_params / 1e6:.2f}M parameters, {architecture}")
 
     work = Path(tempfile.mkdtemp(prefix="pii-frames-default-model-"))
     try:
@@ -96,33 +141,45 @@ def main(argv=None) -> int:
         clear_model_cache()
         detector = load(str(work / "checkpoint"), device="cpu")
         heldout_report = evaluate(detector, heldout, progress=True)
-        log(f"held-out templates: span F1 {heldout_report.span.f1:.4f} (P {heldout_report.span.precision:.4f}, "
-            f"R {heldout_report.span.recall:.4f}); document accuracy {heldout_report.document_accuracy}")
+        log(f"held-out templates: span F1 {_fmt(heldout_report.span.f1)} (P {_fmt(heldout_report.span.precision)}, "
+            f"R {_fmt(heldout_report.span.recall)}); document accuracy {_fmt(heldout_report.document_accuracy)}")
         sample_report = None
         if args.opf_sample.is_file():
             sample_report = evaluate(detector, args.opf_sample, progress=False)
-            log(f"opf sample: span F1 {sample_report.span.f1:.4f} (P {sample_report.span.precision:.4f}, "
-                f"R {sample_report.span.recall:.4f})")
+            log(f"opf sample: span F1 {_fmt(sample_report.span.f1)} (P {_fmt(sample_report.span.precision)}, "
+                f"R {_fmt(sample_report.span.recall)})")
             for item in sample_report.predictions:
                 log(f"  {item['text']!r}\n      predicted: "
                     + ", ".join(f"{s['label']}={s['text']!r}" for s in item["predicted_spans"]))
+
+        real_report = None
+        if real_validation is not None:
+            real_report = evaluate(detector, real_validation, progress=True)
+            person = real_report.per_label["private_person"]
+            log(f"real-ner validation: span F1 {_fmt(real_report.span.f1)}; private_person "
+                f"P {_fmt(person.precision)} R {_fmt(person.recall)} F1 {_fmt(person.f1)}")
 
         args.out.mkdir(parents=True, exist_ok=True)
         for name in SHIPPED_FILES:
             shutil.copyfile(work / "checkpoint" / name, args.out / name)
         figures = {
             "parameters": n_params,
-            "architecture": ARCHITECTURE,
+            "architecture": architecture,
             "train_examples": n_train,
+            "synthetic_examples": n_synthetic,
+            "real_ner_windows": len(real_train),
+            "real_repeats": args.real_repeats,
             "train_tokens": result.summary["dataset"]["train_tokens"],
             "steps": result.summary["steps"],
             "train_seconds": train_seconds,
             "final": result.epochs[-1],
             "heldout": heldout_report.to_dict(),
             "opf_sample": sample_report.to_dict() if sample_report is not None else None,
+            "real_ner_validation": real_report.to_dict() if real_report is not None else None,
             "size_bytes": (args.out / "model.safetensors").stat().st_size,
             "torch_version": torch.__version__,
         }
+        (args.out / "training_figures.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
         (args.out / "MODEL_CARD.md").write_text(model_card(args, figures, heldout_report, sample_report),
                                                 encoding="utf-8")
         log(f"wrote {args.out} ({figures['size_bytes'] / 1e6:.1f} MB weights) in "

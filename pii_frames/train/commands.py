@@ -58,6 +58,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write gold and predicted spans per example as JSONL")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when stderr is a terminal)")
+    parser.add_argument("--by-source", action=argparse.BooleanOptionalAction, default=None,
+                        help="also print a table per info.source of the records (default: when records have one)")
+    parser.add_argument("--source-label", default=None, metavar="LABEL",
+                        help="per-source table for this span label only (e.g. private_person; default all labels)")
+    parser.add_argument("--confusion", action=argparse.BooleanOptionalAction, default=True,
+                        help="also print what was predicted for each missed gold span (default on)")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -73,12 +79,22 @@ def run_eval(args: argparse.Namespace) -> int:
     report = evaluate(detector, args.dataset, mode=args.mode, decode_mode=args.decode_mode,
                       max_examples=args.max_examples, progress=progress)
     report.config["dataset"] = str(args.dataset)
+    source_label = getattr(args, "source_label", None)
+    if source_label is not None and source_label not in report.accumulator.span_labels:
+        raise ValueError(f"--source-label {source_label!r} is not a span label of the model; choose from "
+                         f"{', '.join(report.accumulator.span_labels)}")
     if args.json:
         print(report.to_json())
     else:
         from rich.console import Console
 
-        Console().print(report.table())
+        console = Console()
+        console.print(report.table())
+        by_source = getattr(args, "by_source", None)
+        if by_source or (by_source is None and report.sources != ["-"]):
+            console.print(report.source_table(source_label))
+        if getattr(args, "confusion", True) and report.confusion:
+            console.print(report.confusion_table())
     if report_path is not None:
         saved = report.save_png(report_path) if report_path.suffix.lower() == ".png" else report.save_html(report_path)
         print(f"report written to {saved}", file=sys.stderr)

@@ -78,6 +78,38 @@ class EvalReport:
         return self.accumulator.detection
 
     @property
+    def overlap(self) -> SpanCounts:
+        """Overall span counts under overlap matching (any shared character with a same-label span)."""
+        return self.accumulator.overlap_total()
+
+    @property
+    def overlap_per_label(self) -> dict[str, SpanCounts]:
+        return {label: counts for label, counts in self.accumulator.overlap_per_label.items()
+                if counts.gold or counts.predicted}
+
+    @property
+    def sources(self) -> list[str]:
+        """The ``info.source`` values of the examples, sorted (``"-"`` for examples without one)."""
+        return sorted(self.accumulator.per_source)
+
+    def per_source(self, label: str | None = None, *, rule: str = "containment") -> dict[str, SpanCounts]:
+        """Span counts per ``info.source`` (one label or all), under ``"containment"`` or ``"overlap"``.
+
+        >>> report.per_source("private_person")["litbank"].f1   # doctest: +SKIP
+        0.91
+        """
+        if rule not in ("containment", "overlap"):
+            raise ValueError(f"rule must be 'containment' or 'overlap', got {rule!r}")
+        return {source: self.accumulator.source_counts(source, rule=rule, label=label) for source in self.sources}
+
+    @property
+    def confusion(self) -> dict[str, dict[str, int]]:
+        """For each gold label, what the missed spans (containment rule) got instead, most frequent first:
+        another label, ``"partial"`` (own label, edges wrong) or ``"missed"`` (nothing overlapping)."""
+        return {label: dict(sorted(outcomes.items(), key=lambda item: (-item[1], item[0])))
+                for label, outcomes in sorted(self.accumulator.confusion.items())}
+
+    @property
     def loss(self) -> float | None:
         return self.accumulator.loss if self.mode == "typed" else None
 
@@ -119,6 +151,13 @@ class EvalReport:
             },
             "metrics": self.metrics,
             "per_label": {label: counts.to_dict() for label, counts in self.per_label.items()},
+            "overlap": {"overall": self.overlap.to_dict(),
+                        "per_label": {label: counts.to_dict() for label, counts in self.overlap_per_label.items()}},
+            "per_source": {source: {"examples": tally["examples"],
+                                    "containment": {label: c.to_dict() for label, c in tally["containment"].items()},
+                                    "overlap": {label: c.to_dict() for label, c in tally["overlap"].items()}}
+                           for source, tally in sorted(self.accumulator.per_source.items())},
+            "confusion": self.confusion,
             "config": dict(self.config),
             "skipped": list(self.skipped),
         }
@@ -138,14 +177,53 @@ class EvalReport:
         """
         from rich.table import Table
 
-        table = Table(title=f"Span metrics ({self.mode}, character space, containment matching)")
-        for column in ("label", "gold", "predicted", "precision", "recall", "F1"):
+        table = Table(title=f"Span metrics ({self.mode}, character space, containment matching; "
+                            "overlap F1 beside it)")
+        for column in ("label", "gold", "predicted", "precision", "recall", "F1", "overlap F1"):
             table.add_column(column, justify="left" if column == "label" else "right")
+        overlap = dict(self.overlap_per_label, overall=self.overlap)
         for label, counts in self._rows():
             style = "bold" if label == "overall" else None
             table.add_row(label, str(counts.gold), str(counts.predicted), _fmt(counts.precision),
-                          _fmt(counts.recall), _fmt(counts.f1), style=style)
+                          _fmt(counts.recall), _fmt(counts.f1), _fmt(overlap[label].f1 if label in overlap else None),
+                          style=style)
         table.caption = self._caption()
+        return table
+
+    def source_table(self, label: str | None = None):
+        """A :class:`rich.table.Table` with one row per ``info.source``: span P/R/F1 (containment) and overlap F1,
+        for ``label`` only or for all labels together.
+
+        >>> Console().print(report.source_table("private_person"))   # doctest: +SKIP
+        """
+        from rich.table import Table
+
+        contained, overlapped = self.per_source(label), self.per_source(label, rule="overlap")
+        what = label or "all labels"
+        table = Table(title=f"Per source ({what}; containment, overlap F1 beside it)")
+        for column in ("source", "examples", "gold", "predicted", "precision", "recall", "F1", "overlap F1"):
+            table.add_column(column, justify="left" if column == "source" else "right")
+        for source in self.sources:
+            counts = contained[source]
+            table.add_row(source, str(self.accumulator.per_source[source]["examples"]), str(counts.gold),
+                          str(counts.predicted), _fmt(counts.precision), _fmt(counts.recall), _fmt(counts.f1),
+                          _fmt(overlapped[source].f1))
+        return table
+
+    def confusion_table(self):
+        """A :class:`rich.table.Table`: per gold label, how many spans the containment rule missed and what was
+        predicted for them instead (``partial``: own label, wrong edges; ``missed``: nothing overlapping).
+
+        >>> Console().print(report.confusion_table())   # doctest: +SKIP
+        """
+        from rich.table import Table
+
+        table = Table(title="Missed gold spans: what was predicted instead")
+        for column in ("gold label", "missed", "predicted instead"):
+            table.add_column(column, justify="right" if column == "missed" else "left")
+        for label, outcomes in self.confusion.items():
+            table.add_row(label, str(sum(outcomes.values())),
+                          ", ".join(f"{outcome} {count}" for outcome, count in outcomes.items()))
         return table
 
     def _caption(self) -> str:
@@ -352,13 +430,14 @@ def evaluate(
                 gold_spans = gold_token_aligned_spans(example.spans, offsets.starts, offsets.ends, example.text)
                 accumulator.add_example(gold_tokens=gold_tokens, pred_tokens=pred_tokens, gold_spans=gold_spans,
                                         pred_spans=pred_spans, text=example.text,
-                                        logprobs=logprobs if typed else None)
+                                        logprobs=logprobs if typed else None, source=_info_source(example))
                 if doc_classes and output.doc_probs is not None and example.kind in doc_classes:
                     report.document_total += 1
                     report.document_correct += int(doc_classes[int(np.argmax(output.doc_probs))] == example.kind)
                 report.predictions.append({
                     "example_id": example.example_id,
                     "source": example.source,
+                    "info_source": _info_source(example),
                     "text": example.text,
                     "gold_spans": [_span_dict(s, example.text) for s in gold_spans],
                     "predicted_spans": [_span_dict(s, example.text) for s in pred_spans],
@@ -368,6 +447,11 @@ def evaluate(
             bar.close()
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _info_source(example: Example) -> str | None:
+    value = example.info.get("source") if isinstance(example.info, dict) else None
+    return None if value is None else str(value)
 
 
 def _span_dict(span, text: str) -> dict:

@@ -7,6 +7,13 @@ Span metrics (character space, whitespace-trimmed spans) use *containment* match
 * in ``untyped`` mode labels are ignored when matching.
 
 precision = correct predictions / predictions, recall = found gold / gold, f1 = 2PR/(P+R), f2 = 5PR/(4P+R).
+
+Beside containment, *overlap* matching (a prediction is correct when it shares a character with a gold span of
+the same label, and vice versa) is counted too: it forgives span edges, as many NER benchmarks do, so the gap
+between the two figures says how much of the error is boundaries rather than missed or invented spans. Every
+missed gold span is also put in a *confusion* bucket: the label of the prediction overlapping it most
+(``"partial"`` when that is its own label but the prediction does not contain it, ``"missed"`` when nothing
+overlaps it). Records' ``info.source`` is tallied per source (:meth:`MetricsAccumulator.add_example`).
 Token metrics compare the decoded label of every token with the projected gold label: detection counts a
 token as positive when its label is not ``O`` (TP: both positive, FP: only predicted, FN: only gold); per
 token class the same with the exact label; ``loss`` is the mean negative log-probability of the gold label
@@ -31,6 +38,8 @@ import numpy as np
 __all__ = [
     "Span",
     "match_spans",
+    "match_spans_overlap",
+    "miss_outcome",
     "f_scores",
     "SpanCounts",
     "TokenCounts",
@@ -71,6 +80,51 @@ def match_spans(gold: Sequence, pred: Sequence, *, typed: bool = True) -> tuple[
     pred_correct = [any(same(g, p) and _contains(g, p) for g in gold) for p in pred]
     gold_found = [any(same(g, p) and _contains(p, g) for p in pred) for g in gold]
     return pred_correct, gold_found
+
+
+def _overlaps(a, b) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def match_spans_overlap(gold: Sequence, pred: Sequence, *, typed: bool = True) -> tuple[list[bool], list[bool]]:
+    """Overlap matching: like :func:`match_spans`, but sharing one character with a same-label span is enough.
+
+    >>> match_spans_overlap([Span("a", 0, 13)], [Span("a", 0, 8)])      # "Jonathan" of "Jonathan Hunt"
+    ([True], [True])
+    >>> match_spans_overlap([Span("a", 0, 5)], [Span("a", 5, 9)])       # touching is not overlapping
+    ([False], [False])
+    """
+    def same(a, b) -> bool:
+        return not typed or a.label == b.label
+
+    pred_correct = [any(same(g, p) and _overlaps(g, p) for g in gold) for p in pred]
+    gold_found = [any(same(g, p) and _overlaps(g, p) for p in pred) for g in gold]
+    return pred_correct, gold_found
+
+
+MISSED = "missed"
+PARTIAL = "partial"
+
+
+def miss_outcome(gold_span, pred: Sequence) -> str:
+    """What was predicted instead of a missed gold span: the label of the prediction that overlaps it most,
+    ``"partial"`` when that prediction has the gold span's own label, ``"missed"`` when none overlaps.
+
+    >>> miss_outcome(Span("private_person", 0, 12), [Span("private_address", 0, 12)])
+    'private_address'
+    >>> miss_outcome(Span("private_person", 0, 13), [Span("private_person", 0, 8)])
+    'partial'
+    >>> miss_outcome(Span("private_person", 0, 5), [])
+    'missed'
+    """
+    best, best_overlap = None, 0
+    for span in pred:
+        overlap = min(span.end, gold_span.end) - max(span.start, gold_span.start)
+        if overlap > best_overlap:
+            best, best_overlap = span, overlap
+    if best is None:
+        return MISSED
+    return PARTIAL if best.label == gold_span.label else best.label
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
@@ -152,6 +206,24 @@ class TokenCounts:
     def f2(self) -> float | None:
         return _ratio(5 * self.tp, 5 * self.tp + 4 * self.fn + self.fp)
 
+    def overlap_total(self) -> SpanCounts:
+        """Overlap-matched span counts summed over labels."""
+        return _summed(self.overlap_per_label.values())
+
+    def source_counts(self, source: str, *, rule: str = "containment", label: str | None = None) -> SpanCounts:
+        """Span counts of one source under ``rule`` (``"containment"`` or ``"overlap"``), for one label or all.
+
+        >>> acc = MetricsAccumulator(["O", "B-x", "I-x", "E-x", "S-x"], ["x"])
+        >>> acc.add_example(gold_tokens=[0], pred_tokens=[0], gold_spans=[Span("x", 0, 7)],
+        ...                 pred_spans=[Span("x", 0, 3)], text="Ann Lee", source="tweets")
+        >>> acc.source_counts("tweets").recall, acc.source_counts("tweets", rule="overlap").recall
+        (0.0, 1.0)
+        """
+        table = self.per_source[source][rule]
+        if label is not None:
+            return table.get(label, SpanCounts())
+        return _summed(table.values())
+
     @property
     def loss(self) -> float | None:
         return _ratio(self.loss_sum, self.loss_tokens)
@@ -189,6 +261,12 @@ class MetricsAccumulator:
     recalled_chars: dict = field(default_factory=dict)
     gold_chars: dict = field(default_factory=dict)
     untyped_predictions: SpanCounts = field(default_factory=SpanCounts)
+    #: overlap-matched span counts per label (untyped mode: predictions under ``"*"``)
+    overlap_per_label: dict = field(default_factory=dict)
+    #: source -> {"examples": n, "containment": {label: SpanCounts}, "overlap": {label: SpanCounts}}
+    per_source: dict = field(default_factory=dict)
+    #: gold label -> {outcome: count} over the gold spans the containment rule did not find
+    confusion: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -214,13 +292,15 @@ class MetricsAccumulator:
         text: str,
         logprobs: np.ndarray | None = None,
         original_gold_spans: Iterable | None = None,
+        source: str | None = None,
     ) -> None:
         """Add one example.
 
         ``gold_tokens``/``pred_tokens``: label ids per token; ``gold_spans``/``pred_spans``: character spans
         (whitespace-trimmed); ``logprobs``: [T, C] log-probabilities for the loss (optional);
         ``original_gold_spans``: the gold spans with their dataset labels, for the untyped character recall
-        (defaults to ``gold_spans``).
+        (defaults to ``gold_spans``); ``source``: where the example comes from (records' ``info.source``), for
+        the per-source tally (``None``: ``"-"``).
         """
         gold = np.asarray(gold_tokens, dtype=np.int64)
         pred = np.asarray(pred_tokens, dtype=np.int64)
@@ -261,6 +341,29 @@ class MetricsAccumulator:
             counts = self.per_span_label.setdefault(span.label, SpanCounts())
             counts.gold += 1
             counts.found += int(ok)
+            if not ok:
+                bucket = self.confusion.setdefault(span.label, {})
+                outcome = miss_outcome(span, pred_spans)
+                bucket[outcome] = bucket.get(outcome, 0) + 1
+
+        overlap_correct, overlap_found = match_spans_overlap(gold_spans, pred_spans, typed=self.typed)
+        tally = self.per_source.setdefault("-" if source is None else str(source),
+                                           {"examples": 0, "containment": {}, "overlap": {}})
+        tally["examples"] += 1
+        for rule, correct_flags, found_flags, overall in (
+                ("containment", pred_correct, gold_found, None),
+                ("overlap", overlap_correct, overlap_found, self.overlap_per_label)):
+            for table in (tally[rule], overall):
+                if table is None:
+                    continue
+                for span, ok in zip(pred_spans, correct_flags):
+                    counts = table.setdefault(span.label if self.typed else "*", SpanCounts())
+                    counts.predicted += 1
+                    counts.correct += int(ok)
+                for span, ok in zip(gold_spans, found_flags):
+                    counts = table.setdefault(span.label, SpanCounts())
+                    counts.gold += 1
+                    counts.found += int(ok)
 
         if not self.typed:
             covered = np.zeros(len(text) + 1, dtype=bool)
@@ -279,6 +382,24 @@ class MetricsAccumulator:
         for counts in self.per_span_label.values():
             total.add(counts)
         return total
+
+    def overlap_total(self) -> SpanCounts:
+        """Overlap-matched span counts summed over labels."""
+        return _summed(self.overlap_per_label.values())
+
+    def source_counts(self, source: str, *, rule: str = "containment", label: str | None = None) -> SpanCounts:
+        """Span counts of one source under ``rule`` (``"containment"`` or ``"overlap"``), for one label or all.
+
+        >>> acc = MetricsAccumulator(["O", "B-x", "I-x", "E-x", "S-x"], ["x"])
+        >>> acc.add_example(gold_tokens=[0], pred_tokens=[0], gold_spans=[Span("x", 0, 7)],
+        ...                 pred_spans=[Span("x", 0, 3)], text="Ann Lee", source="tweets")
+        >>> acc.source_counts("tweets").recall, acc.source_counts("tweets", rule="overlap").recall
+        (0.0, 1.0)
+        """
+        table = self.per_source[source][rule]
+        if label is not None:
+            return table.get(label, SpanCounts())
+        return _summed(table.values())
 
     @property
     def loss(self) -> float | None:
@@ -312,6 +433,10 @@ class MetricsAccumulator:
                 put(f"by_class.{name}", counts.to_dict(), ("precision", "recall", "f1", "f2", "loss"))
         for name, counts in self.per_span_label.items():
             put(f"by_class.{name}.span", counts.to_dict(), ("precision", "recall", "f1", "f2"))
+        put("detection.span_overlap", self.overlap_total().to_dict(), ("precision", "recall", "f1", "f2"))
+        for name, counts in self.overlap_per_label.items():
+            if name != "*":
+                put(f"by_class.{name}.span_overlap", counts.to_dict(), ("precision", "recall", "f1", "f2"))
         if not self.typed:
             for label in sorted(self.gold_chars):
                 recall = _ratio(self.recalled_chars[label], self.gold_chars[label])
@@ -320,3 +445,10 @@ class MetricsAccumulator:
                 if recall is not None:
                     out[f"ground_truth_label_recall.recall.{label}"] = recall
         return out
+
+
+def _summed(counts: Iterable[SpanCounts]) -> SpanCounts:
+    total = SpanCounts()
+    for item in counts:
+        total.add(item)
+    return total

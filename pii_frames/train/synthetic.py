@@ -772,6 +772,14 @@ _SLOTS: dict[str, SlotFunction] = {
     "vaccine": _plain(None, lambda ctx: ctx.rng.choice(_VACCINES)),
     "batch": _plain(None, lambda ctx: f"{ctx.rng.choice(string.ascii_uppercase)}{_digits(ctx.rng, 5)}"),
     "neutral": _plain(None, _neutral_value),
+    # real-text gaps (generate(gaps=...)): other renderings of a persona's name, and references that are not PII
+    "lastfirst": lambda ctx, index: (f"{ctx.persona(index).last}, {ctx.persona(index).first}", "private_person"),
+    "namelc": lambda ctx, index: (ctx.persona(index).full.lower(), "private_person"),
+    "nameuc": lambda ctx, index: (ctx.persona(index).full.upper(), "private_person"),
+    "intl": lambda ctx, index: (_foreign_name(ctx.rng), "private_person"),
+    "ref": _plain(None, lambda ctx: _reference(ctx.rng)),
+    "caseno": _plain(None, lambda ctx: _case_number(ctx.rng)),
+    "cap": _plain(None, lambda ctx: ctx.rng.choice(_CAPITAL_WORDS)),
 }
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1122,6 +1130,158 @@ def _compose_text(kind: str, rng: random.Random, split: str, locale: str) -> str
     return body
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Real-text gaps (generate(gaps=...)). A model trained on the pieces above and on real annotated prose still
+# missed what neither shows: e-mail headers and signatures with "Last, First" names, legal and technical
+# references (section signs, article and case numbers, versions, amounts) that are not PII, names in lower or
+# upper case, names right next to quotes and punctuation, names from outside the seven faker locales, table
+# cells that hold nothing but a name, and capitalised words that only look like names ("Feedback:", "Hunt").
+# --------------------------------------------------------------------------------------------------------------
+
+# Latin-script locales first (most of them), then a few other scripts; names only, never the text around them.
+_FOREIGN_LOCALES = ("pl_PL", "pt_BR", "tr_TR", "sv_SE", "cs_CZ", "fi_FI", "ro_RO", "hu_HU", "vi_VN", "id_ID",
+                    "en_IN", "ga_IE", "hr_HR", "da_DK", "no_NO", "yo_NG", "zu_ZA", "fil_PH", "ru_RU", "el_GR",
+                    "uk_UA", "ja_JP", "zh_CN", "ko_KR")
+_FOREIGN_FAKERS: dict[str, Faker] = {}
+_CAPITAL_WORDS = ("Feedback", "Update", "Reminder", "Note", "Summary", "Question", "Request", "Complaint",
+                  "Thanks", "Welcome", "Urgent", "Follow-up", "Hunt", "Green", "Rose", "Young", "Bill", "Mark",
+                  "Will", "Grant", "Page", "Hope", "Faith", "Joy", "Frank", "Sterling", "Lane", "Park", "Brown",
+                  "Victoria", "Jordan", "Washington", "Florence", "Paris", "Sydney", "Chase", "Hall", "King")
+
+
+def _foreign_name(rng: random.Random) -> str:
+    locale = rng.choice(_FOREIGN_LOCALES)
+    if locale not in _FOREIGN_FAKERS:
+        _FOREIGN_FAKERS[locale] = _hash_independent(Faker(locale))
+    fake = _FOREIGN_FAKERS[locale]
+    fake.seed_instance(rng.getrandbits(32))
+    first, last = fake.first_name(), fake.last_name()
+    if locale in ("ja_JP", "zh_CN"):
+        return f"{last}{first}"  # family name first, no space
+    if locale == "ko_KR":
+        return f"{last} {first}"
+    return f"{first} {last}"
+
+
+def _reference(rng: random.Random) -> str:
+    """A legal or technical reference: looks numeric and official, is not personal data."""
+    n, k, year = rng.randint(1, 250), rng.randint(1, 12), rng.randint(1990, 2026)
+    letter = rng.choice("abcdefgh")
+    return rng.choice((
+        f"§ {n}", f"§ {n} Abs. {k}", f"§§ {n}-{n + k}", f"§ {n}({k})", f"Art. {n}({k})", f"Art. {n}({k})({letter}) GDPR",
+        f"Article {n}", f"Article {n}({k})", f"section {n}.{k}", f"s. {n}({k})", f"para. {n}", f"paras {n}-{n + k}",
+        f"Rule {n}({letter})", f"Regulation (EU) {year}/{rng.randint(100, 2500)}", f"Directive {year}/{n}/EC",
+        f"RFC {rng.randint(791, 9999)}", f"ISO {rng.randint(1000, 45001)}:{year}", f"CVE-{year}-{rng.randint(1000, 49999)}",
+        f"version {rng.randint(1, 12)}.{rng.randint(0, 30)}.{rng.randint(0, 20)}", f"v{rng.randint(0, 9)}.{rng.randint(0, 9)}",
+        f"No. {n}/{rng.randint(0, 99):02d}", f"{rng.randint(1, 50)} U.S.C. § {rng.randint(100, 9999)}", f"Chapter {n}",
+        f"clause {k}.{rng.randint(1, 9)}", f"ECLI:EU:C:{year}:{rng.randint(1, 999)}", f"Annex {rng.choice('IVX' * 2)}",
+        f"BGBl. I S. {rng.randint(100, 4000)}", f"{n} F.3d {rng.randint(100, 1500)}", f"[{year}] UKSC {rng.randint(1, 60)}",
+    ))
+
+
+def _case_number(rng: random.Random) -> str:
+    """Court and file numbers (12345/67 and friends): not dates, not phone numbers."""
+    yy = f"{rng.randint(0, 99):02d}"
+    return rng.choice((
+        f"{_digits(rng, 5)}/{yy}", f"{rng.randint(1, 99999)}/{yy}", f"{rng.randint(1, 40)} O {rng.randint(1, 999)}/{yy}",
+        f"{rng.randint(1, 9)}:{yy}-cv-{_digits(rng, 5)}", f"C-{rng.randint(1, 999)}/{yy}", f"No. {rng.randint(1, 9999)}/{rng.randint(1990, 2026)}",
+        f"[{rng.randint(1990, 2026)}] EWHC {rng.randint(1, 3999)} (Ch)", f"{rng.randint(1, 12)} StR {rng.randint(1, 999)}/{yy}",
+        f"IV ZR {rng.randint(1, 400)}/{yy}", f"T-{rng.randint(1, 999)}/{yy}",
+    ))
+
+
+_HEADER_FROM = ["From: {lastfirstN} <{emailN}>", "From: {nameN} <{emailN}>", "From: {lastfirstN}",
+                'From: "{lastfirstN}" <{emailN}>', "Von: {lastfirstN}", "De: {nameN} [mailto:{emailN}]",
+                "From: {nameN} [mailto:{emailN}]", "Sender: {lastfirstN}", "From: {nameucN}",
+                "From: {lastfirstN} ({company})", "Van: {lastfirstN}", "From: {intlN} <{emailN}>"]
+_HEADER_TO = ["To: {lastfirstN}", "To: {lastfirstN}; {lastfirstM}", "To: {nameN} <{emailN}>", "Cc: {lastfirstN}",
+              "An: {lastfirstN}", "À: {nameN}", "To: {emailN}", "Cc: {lastfirstN}; {nameM}", "To: {lastfirstN}, {dept}",
+              "Bcc: {emailN}", "Cc: {intlN}", "Aan: {lastfirstN}"]
+_HEADER_OTHER = ["Sent: {weekday}, {date} {time}", "Date: {date}", "Importance: High", "Gesendet: {date}",
+                 "Attachments: report_{n}.pdf", "Envoyé : {date}", "Reply-To: {emailN}", "Sent: {date}"]
+_SIGNATURES = ["--\n{nameN}\n{job}\n{company}", "{nameN} | {job} | {company}\nTel. {phoneN}",
+               "Best regards,\n{nameN}\n{job}, {dept}", "{firstN}\n\nSent from my iPhone", "Mit freundlichen Grüßen\n{nameN}",
+               "Cordialement,\n{nameN}\n{company}", "{nameN}\n{company}\nPhone: {phoneN}\nEmail: {emailN}",
+               "Thanks,\n{firstN} {lastN}\n{job}", "Regards\n{nameucN}\n{dept} | {company}", "-- \n{lastfirstN}\n{company}",
+               "Saludos,\n{nameN}", "Kind regards,\n\n{nameN}\nMobile: {phoneN}"]
+_GREETINGS = ["Hi {firstN},", "Dear {nameN},", "Hello {firstN},", "Dear Mr {lastN},", "Dear Ms {lastN},",
+              "Sehr geehrte Frau {lastN},", "Bonjour {firstN},", "{firstN},", "Hi all,", "Dear colleagues,",
+              "Good morning {firstN},", "Hola {firstN},"]
+# Reference sentences without personal data (also used for PII-free public text) ...
+_REFERENCE_NEUTRAL = [
+    "pursuant to {ref}, the request is denied", "as set out in {ref}", "the court dismissed case {caseno}",
+    "in case {caseno} the appeal was allowed", "see {ref} and {ref2}", "the fee of {amount} is payable under {ref}",
+    "upgrade to {ref} as described in the notes", "{ref} applies to {company}", "the contract value is {amount} (excl. VAT)",
+    "decision {caseno} of the Board of Appeal", "the judgment in {caseno} was published", "compare {ref}",
+    "the claim under {ref} fails", "file reference {caseno}", "costs of {amount} were awarded in {caseno}",
+    "fixed in {ref}", "{ref} does not apply", "the parties agreed on {amount} under {ref}", "Az. {caseno}",
+    "the tribunal referred to {ref} of the Act", "patch {version} closes {ref}", "we comply with {ref}",
+    "the total of {amount} includes {pct}% VAT", "appeal {caseno} is pending",
+]
+# ... and with a person (claimants, judges, authors).
+_REFERENCE_PERSON = [
+    "the claimant {nameN} relies on {ref}", "judge {nameN} referred to {ref}", "{nameN} v. {company}, {caseno}",
+    "counsel for {nameN} cited {ref}", "the defendant, {lastN}, did not appear", "{lastfirstN} (claimant) v. {company}",
+    "filed by {nameN} under {caseno} on {date}", "{nameN} wrote the opinion in {caseno}",
+    "in {caseno}, {nameN} argued that {ref} was breached", "report by {intlN} on {ref}",
+    "{lastN} J. held that {ref} applies", "witness {nameN} confirmed the amount of {amount}",
+]
+_SOCIAL = [
+    "lol {namelcN} is here", "omg {namelcN} just replied", "THANK YOU {nameucN}!!!", "WELCOME {nameucN}",
+    "“{nameN}” was on the list", "{nameN}'s new album is out", "with {intlN} and {nameM}",
+    '{intlN} said: "no comment"', "met {intlN} in town", "— {nameN}", "'{firstN}' said yes", "{nameN}: thanks!",
+    "interview with {intlN}", "{intlN}, {intlM} and {nameN} signed the letter", "photo by {intlN}", "by {nameucN}",
+    "[{nameN}]", "«{intlN}»", "„{nameN}“", "{nameN}; {nameM}", "{namelcN} and {namelcM}", "({nameN}, {job})",
+    "{nameN}, who joined in {n},", "{nameucN} WINS AGAIN", "go {namelcN}!!", "{intlN}'s talk", "thanks to {intlN}.",
+    "big hug to {firstN}!", "{lastN}'s office", '"{nameN}"', "{nameN}...", "{nameN}?!", "cc {namelcN}",
+    "{cap}: {nameN} called", "{cap} - see {ref}", "{cap}: great service from {nameN}", "{cap} meeting moved",
+]
+_BARE_CELLS = ["{nameN}", "{lastfirstN}", "{nameucN}", "{intlN}", "{firstN} {lastN}", "{namelcN}", "{nameN}\t{emailN}",
+               "{lastfirstN}; {lastfirstM}", "{nameN} ({job})", "{nameN}, {nameM}", "{emailN}", "{phoneN}"]
+_GAP_PIECES = [*_HEADER_FROM, *_HEADER_TO, *_HEADER_OTHER, *_SIGNATURES, *_GREETINGS, *_REFERENCE_NEUTRAL,
+               *_REFERENCE_PERSON, *_SOCIAL, *_BARE_CELLS]
+
+
+def _gap_sentences(rng: random.Random, split: str, pools: list[list[str]], low: int, high: int) -> str:
+    clauses = [_with_person(rng.choice(_split_items(rng.choice(pools), split)), rng)
+               for _ in range(rng.randint(low, high))]
+    return " ".join(_capitalised(clause) + rng.choice((".", ".", ";", "", "!")) for clause in clauses).strip()
+
+
+def _compose_gap(kind: str, rng: random.Random, split: str, locale: str) -> str:
+    """Template text of one document aimed at a real-text gap (see the section comment above)."""
+    people = [_REFERENCE_PERSON, _SOCIAL, _FRAMES["person"]]
+    if kind == "public_text":  # stays PII-free: references, amounts and look-alike capitalised words only
+        return _gap_sentences(rng, split, [_REFERENCE_NEUTRAL, ["{cap}: {ref}", "{cap} {ref}", "{cap}: {caseno}"]],
+                              1, 4)
+    if kind == "email" or (kind in ("support_ticket", "hr_note") and rng.random() < 0.3):
+        lines = [_with_person(rng.choice(_split_items(_HEADER_FROM, split)), rng).replace("N}", "1}")]
+        for _ in range(rng.randint(1, 3)):  # recipients are people 2 and 3; the sender is person 1
+            first = rng.choice((2, 3))
+            line = rng.choice(_split_items(_HEADER_TO + _HEADER_OTHER, split))
+            lines.append(line.replace("N}", f"{first}}}").replace("M}", f"{5 - first}}}"))
+        lines.append("Subject: {subject}")
+        rng.shuffle(lines[1:])
+        body = _gap_sentences(rng, split, [_REFERENCE_NEUTRAL, _REFERENCE_PERSON, _FRAMES["person"],
+                                           _FILLERS["email"], _FILLERS["general"]], 1, 4)
+        greeting = _with_person(rng.choice(_split_items(_GREETINGS, split)), rng)
+        signature = rng.choice(_split_items(_SIGNATURES, split)).replace("N}", "1}")
+        quoted = ""
+        if rng.random() < 0.25:  # a quoted earlier message, as in real threads
+            quoted = ("\n\n-----Original Message-----\n" + _with_person(rng.choice(_split_items(_HEADER_FROM, split)), rng)
+                      + "\n" + _gap_sentences(rng, split, people, 1, 2))
+        return "\n".join(lines) + "\n\n" + greeting + "\n\n" + body + "\n\n" + signature + quoted
+    if rng.random() < 0.2:  # a table cell or short field that holds nothing but the value
+        return _with_person(rng.choice(_split_items(_BARE_CELLS, split)), rng)
+    pools = people + [_REFERENCE_NEUTRAL, _FILLERS["general"]]
+    text = _gap_sentences(rng, split, pools, 1, 5)
+    if rng.random() < 0.3:
+        text = f"{_context_words(locale, rng)} {text} {_context_words(locale, rng, 0, 2)}".strip()
+    if kind == "chat":
+        return "\n".join(f"{{first{1 + i % 2}}}: {line}" for i, line in enumerate(text.split(". ")))
+    return text
+
+
 _CHOICE_PATTERN = re.compile(r"<<(.*?)>>", re.S)
 _SLOT_PATTERN = re.compile(r"\{([a-z_]+?)(\d?)\}")
 
@@ -1131,7 +1291,8 @@ def _check_catalog() -> None:
     texts = [(t.template_id, t.text) for t in _CATALOG]
     pieces = [*_LOG_FRAMES, *_LOG_FILLERS, *_FORM_PII_FIELDS, *_FORM_NEUTRAL_FIELDS,
               *(f for fs in _FRAMES.values() for f in fs),
-              *(f for fs in _FILLERS.values() for f in fs), *(o for os_ in _OPENERS.values() for o in os_)]
+              *(f for fs in _FILLERS.values() for f in fs), *(o for os_ in _OPENERS.values() for o in os_),
+              *_GAP_PIECES]
     texts += [("composition piece", _with_person(piece, random.Random(0))) for piece in pieces]
     for where, text in texts:
         for name, _ in _SLOT_PATTERN.findall(text):
@@ -1196,6 +1357,7 @@ def generate(
     kinds: Iterable[str] | None = None,
     templates: str = "train",
     composed: float = 0.0,
+    gaps: float = 0.0,
 ) -> list[dict]:
     """Generate ``n`` synthetic records in the opf example format.
 
@@ -1209,6 +1371,12 @@ def generate(
         composed: share of documents assembled from clause frames, fillers and openers of the same split
             instead of a whole hand-written template (more varied contexts; ``info.template`` is
             ``"composed.<kind>"``). 0 gives template documents only.
+        gaps: share of documents aimed at what real text has and templates lack (``info.template`` is
+            ``"gap.<kind>"``): e-mail headers and signatures with "Last, First" names, legal and technical
+            references that are not PII (section signs, article and case numbers such as 12345/67, versions,
+            amounts), lower- and upper-case names, names next to quotes and punctuation, names from 24 more
+            faker locales, cells holding only a name, and capitalised words that are not names. Drawn before
+            ``composed``; 0 (the default) leaves the output of every seed as it was.
 
     Returns:
         A list of dicts ``{"text", "spans", "info": {"id", "kind", "locale", "template", "seed"}}``.
@@ -1233,6 +1401,8 @@ def generate(
     pool = template_catalog(split=templates)
     if not 0.0 <= composed <= 1.0:
         raise ValueError(f"composed must be a share between 0 and 1, got {composed!r}")
+    if not 0.0 <= gaps <= 1.0:
+        raise ValueError(f"gaps must be a share between 0 and 1, got {gaps!r}")
 
     # Candidate templates per (kind, locale): English ones everywhere plus those written in the locale's language.
     candidates: dict[tuple[str, str], list[Template]] = {}
@@ -1247,7 +1417,10 @@ def generate(
         kind, locale = rng.choice(kinds), rng.choice(locales)
         record_seed = rng.getrandbits(32)
         record_rng = random.Random(record_seed)
-        if composed and rng.random() < composed:
+        if gaps and rng.random() < gaps:
+            template_id, language = f"gap.{kind}", None
+            template_text = _compose_gap(kind, record_rng, templates, locale)
+        elif composed and rng.random() < composed:
             template_id, language = f"composed.{kind}", None
             template_text = _compose_text(kind, record_rng, templates, locale)
         else:
