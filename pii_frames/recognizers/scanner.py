@@ -1,0 +1,237 @@
+"""RecognizerSet: every regex recognizer in one compiled alternation, one pass per text.
+
+The pass: ``combined.search`` finds the leftmost position where any recognizer's
+regex matches; the first one (in priority order) whose validator and context
+accept the match emits its span(s) and the scan resumes after them. Where no
+recognizer accepts a match, the others that match at the same position are
+tried (one anchored ``match`` each, only on that rejected candidate), then the
+scan moves one character on. A text is thus read once by the regex engine
+whatever the number of recognizers. Regexes that cannot join an alternation
+(numbered back-references, conditionals, the ASCII/locale flags) get their own
+pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import phonenumbers
+import stdnum
+
+from .custom import VALIDATORS, Recognizer
+from .merge import SourcedSpan
+
+__all__ = ["RECOGNIZERS_VERSION", "Compiled", "compile_branches", "find_spans", "fingerprint_of"]
+
+#: Bumped whenever a built-in regex, validator or the scan rule changes, so caches keyed on
+#: :attr:`RecognizerSet.fingerprint` are invalidated.
+RECOGNIZERS_VERSION = "1"
+
+_GLOBAL_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
+_NAMED_GROUP = re.compile(r"(?<!\\)((?:\\\\)*)\(\?P(<|=)([A-Za-z_][A-Za-z0-9_]*)")
+_NUMBERED_BACKREF = re.compile(r"(?<!\\)(?:\\\\)*\\[1-9]|\(\?\(")
+_URL_TRAILING = ".,;:!?'\"*"
+_PHONE_LENIENCY = phonenumbers.Leniency.VALID
+
+
+@dataclass(frozen=True, eq=False)
+class Branch:
+    """One recognizer compiled for the scan: its group in the alternation, its own pattern, its steps."""
+
+    recognizer: Recognizer
+    group: str
+    value_groups: tuple[str, ...]
+    own: re.Pattern[str]
+    own_value_groups: tuple[str, ...]
+    validate: Callable[[str], bool] | None
+    context: re.Pattern[str] | None
+    context_deltas: dict[str, float]
+
+
+def _combinable(source: str, prefix: str) -> str | None:
+    """``source`` with its named groups prefixed and leading global flags made local; None if it cannot be combined."""
+    flags = _GLOBAL_FLAGS.match(source)
+    if flags:
+        if set(flags.group(1)) - set("imsx"):
+            return None
+        source = f"(?{flags.group(1)}:{source[flags.end():]})"
+    if _NUMBERED_BACKREF.search(source):
+        return None
+    return _NAMED_GROUP.sub(lambda m: f"{m.group(1)}(?P{m.group(2)}{prefix}{m.group(3)}", source)
+
+
+def _value_groups(pattern: re.Pattern[str], prefix: str) -> tuple[str, ...]:
+    names = sorted(pattern.groupindex, key=pattern.groupindex.__getitem__)
+    return tuple(n for n in names if n == prefix + "value" or n.startswith(prefix + "value_"))
+
+
+def _context_pattern(recognizer: Recognizer) -> re.Pattern[str] | None:
+    if not recognizer.context:
+        return None
+    words = sorted((re.escape(w) for w, _ in recognizer.context), key=lambda w: (-len(w), w))
+    return re.compile(r"(?<!\w)(?:" + "|".join(words) + r")(?!\w)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, eq=False)
+class Compiled:
+    """The combined pattern, the branches in it (priority order, by group name) and those with their own pass."""
+
+    pattern: re.Pattern[str] | None
+    branches: tuple[Branch, ...]
+    separate: tuple[Branch, ...]
+    lookup: dict[str, tuple[int, Branch]]
+
+
+def compile_branches(recognizers: tuple[Recognizer, ...]) -> Compiled:
+    """Compile ``recognizers`` (priority order) for :func:`find_spans`."""
+    combined_parts, combined, separate = [], [], []
+    for index, recognizer in enumerate(recognizers):
+        group = f"r{index}"
+        own = re.compile(recognizer.pattern)
+        validate = (
+            VALIDATORS[recognizer.validator] if isinstance(recognizer.validator, str) else recognizer.validator
+        )
+        deltas = dict(recognizer.context)
+        source = _combinable(recognizer.pattern, group + "_")
+        branch_args = dict(
+            recognizer=recognizer, own=own, own_value_groups=_value_groups(own, ""), validate=validate,
+            context=_context_pattern(recognizer), context_deltas=deltas,
+        )
+        if source is None:
+            separate.append(Branch(group=group, value_groups=(), **branch_args))
+            continue
+        combined_parts.append(f"(?P<{group}>{source})")
+        combined.append((group, branch_args))
+    pattern = re.compile("|".join(combined_parts)) if combined_parts else None
+    branches = tuple(
+        Branch(group=group, value_groups=_value_groups(pattern, group + "_"), **args) for group, args in combined
+    )
+    lookup = {b.group: (i, b) for i, b in enumerate(branches)}
+    return Compiled(pattern, branches, tuple(separate), lookup)
+
+
+def _context_score(branch: Branch, text: str, start: int, end: int) -> float:
+    recognizer = branch.recognizer
+    score = recognizer.score
+    if branch.context is None:
+        return score
+    before, after = recognizer.context_window
+    best_distance, delta = None, 0.0
+    if before:
+        window_start = max(0, start - before)
+        for m in branch.context.finditer(text, window_start, start):
+            distance = start - m.end()
+            if best_distance is None or distance <= best_distance:
+                best_distance, delta = distance, branch.context_deltas[m.group().lower()]
+    if after:
+        for m in branch.context.finditer(text, end, min(len(text), end + after)):
+            distance = m.start() - end
+            if best_distance is None or distance < best_distance:
+                best_distance, delta = distance, branch.context_deltas[m.group().lower()]
+            break
+    return min(1.0, max(0.0, score + delta))
+
+
+def _trim_url(text: str, start: int, end: int) -> int:
+    # Sentence punctuation and a closing bracket that the URL did not open are not part of it.
+    while end > start:
+        last = text[end - 1]
+        if last in _URL_TRAILING:
+            end -= 1
+        elif last in ")]}" and text.count("([{"[")]}".index(last)], start, end) < text.count(last, start, end):
+            end -= 1
+        else:
+            break
+    return end
+
+
+def _candidates(branch: Branch, text: str, m: re.Match[str], groups: tuple[str, ...], region: str):
+    """(start, end) pieces of a match that the branch's extractor proposes for validation."""
+    extractor = branch.recognizer.extractor
+    if extractor == "phone":
+        start = m.start()
+        for found in phonenumbers.PhoneNumberMatcher(m.group(), region, leniency=_PHONE_LENIENCY):
+            yield start + found.start, start + found.end
+        return
+    for name in groups:
+        if m.group(name) is not None:
+            yield m.start(name), m.end(name)
+            return
+    start, end = m.start(), m.end()
+    if extractor == "url":
+        yield start, _trim_url(text, start, end)
+    elif extractor == "iban":
+        # A spaced IBAN followed by a word in capitals ("... 7034 PAID") also matches; drop whole groups until valid.
+        yield start, end
+        while " " in text[start:end]:
+            end = text.rindex(" ", start, end)
+            yield start, end
+    else:
+        yield start, end
+
+
+def _emit(branch: Branch, text: str, m: re.Match[str], groups: tuple[str, ...], region: str) -> list[SourcedSpan]:
+    spans = []
+    recognizer = branch.recognizer
+    for start, end in _candidates(branch, text, m, groups, region):
+        if start >= end:
+            continue
+        if branch.validate is not None and not branch.validate(text[start:end]):
+            continue
+        score = _context_score(branch, text, start, end)
+        if score >= recognizer.min_score:
+            spans.append(SourcedSpan(recognizer.label, start, end, score, "pattern"))
+            if recognizer.extractor != "phone":
+                break
+    return spans
+
+
+def find_spans(text: str, compiled: Compiled, region: str) -> list[SourcedSpan]:
+    """All accepted spans of ``text``, non-overlapping, sorted by start (see the module docstring)."""
+    spans: list[SourcedSpan] = []
+    pattern, branches, separate, lookup = compiled.pattern, compiled.branches, compiled.separate, compiled.lookup
+    if pattern is not None:
+        search, pos, length = pattern.search, 0, len(text)
+        while pos < length:
+            m = search(text, pos)
+            if m is None:
+                break
+            index, branch = lookup[m.lastgroup]
+            start = m.start()
+            emitted = _emit(branch, text, m, branch.value_groups, region) if m.end() > start else []
+            if not emitted:
+                for other in branches[index + 1:]:
+                    own = other.own.match(text, start)
+                    if own is not None and own.end() > start:
+                        emitted = _emit(other, text, own, other.own_value_groups, region)
+                        if emitted:
+                            m = own
+                            break
+            if emitted:
+                spans.extend(emitted)
+                pos = max(m.end(), emitted[-1].end)
+            else:
+                pos = start + 1
+    for branch in separate:
+        for m in branch.own.finditer(text):
+            for span in _emit(branch, text, m, branch.own_value_groups, region) if m.end() > m.start() else ():
+                if not any(s.start < span.end and span.start < s.end for s in spans):
+                    spans.append(span)
+    spans.sort(key=lambda s: (s.start, s.end))
+    return spans
+
+
+def fingerprint_of(recognizers: tuple[Recognizer, ...], region: str) -> str:
+    """A stable hash of the rules, the region and the versions of the libraries that validate."""
+    payload = {
+        "version": RECOGNIZERS_VERSION,
+        "phonenumbers": phonenumbers.__version__,
+        "stdnum": stdnum.__version__,
+        "region": region,
+        "recognizers": [r.to_config() for r in recognizers],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
