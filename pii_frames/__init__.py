@@ -28,6 +28,7 @@ _LAZY = {
     "RevealError": ("pii_frames.redact.encryption", "RevealError"),
     "show": ("pii_frames._html", "show"),
     "DetectionTable": ("pii_frames._html", "DetectionTable"),
+    "scan": ("pii_frames.scan", "scan"),
 }
 
 __all__ = sorted(_LAZY) + ["__version__", "redact", "spans", "category", "detect"]
