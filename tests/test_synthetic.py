@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -182,3 +183,57 @@ def test_same_records_in_every_process():
         for hash_seed in (1, 2)
     }
     assert len(digests) == 1
+
+
+@pytest.fixture(scope="module")
+def gap_records():
+    return generate(1500, seed=21, templates="train", composed=0.5, gaps=1.0)
+
+
+def test_gap_documents_have_exact_spans_and_are_marked(gap_records):
+    assert {r["info"]["template"].split(".")[0] for r in gap_records} == {"gap"}
+    for record in gap_records:
+        for key, offsets in record["spans"].items():
+            label, surface = key.split(": ", 1)
+            assert label in SPAN_LABELS
+            assert all(record["text"][s:e] == surface for s, e in offsets), record
+
+
+def test_gaps_default_leaves_every_seed_unchanged():
+    # gaps=0 draws nothing extra, so the held-out documents older models were scored on stay the same
+    assert generate(40, seed=5, composed=0.5) == generate(40, seed=5, composed=0.5, gaps=0.0)
+    mixed = generate(400, seed=5, composed=0.5, gaps=0.3)
+    share = sum(r["info"]["template"].startswith("gap.") for r in mixed) / len(mixed)
+    assert 0.2 < share < 0.4
+    with pytest.raises(ValueError, match="gaps"):
+        generate(3, gaps=1.5)
+
+
+def test_gap_documents_cover_what_real_text_showed_missing(gap_records):
+    people = [surface for r in gap_records for key in r["spans"]
+              for label, surface in [key.split(": ", 1)] if label == "private_person"]
+    texts = [r["text"] for r in gap_records]
+    assert any(re.fullmatch(r"[^\s,]+(?: [^\s,]+)*, [^\s,]+(?: [^\s,]+)*", p) for p in people)  # "Last, First"
+    assert any(p.isupper() and len(p) > 4 for p in people) and any(p.islower() and " " in p for p in people)
+    assert any(not p.isascii() for p in people)  # names from the extra faker locales
+    assert any(t.startswith(("From: ", "Von: ", "De: ", "Van: ", "Sender: ")) for t in texts)
+    assert any(re.search(r"\b\d{5}/\d{2}\b", t) for t in texts) and any("§" in t for t in texts)
+    assert any(t == surface for r in gap_records for key in r["spans"]
+               for t, surface in [(r["text"], key.split(": ", 1)[1])])  # a cell holding only the value
+    # references, case numbers and look-alike capitalised words are never labelled
+    for record in gap_records:
+        for key, offsets in record["spans"].items():
+            surface = key.split(": ", 1)[1]
+            assert "§" not in surface and not re.fullmatch(r"\d{5}/\d{2}", surface), key
+    # titles stay outside the person span, as in real annotations
+    assert not any(p.startswith(("Mrs. ", "Dr. ", "Prof. ")) for p in people)
+
+
+def test_gap_public_text_stays_pii_free_and_heldout_pieces_are_separate():
+    public = generate(200, seed=4, kinds=["public_text"], gaps=1.0)
+    assert all(r["spans"] == {} for r in public)
+    from pii_frames.train import synthetic
+
+    for pieces in (synthetic._HEADER_FROM, synthetic._REFERENCE_PERSON, synthetic._SOCIAL, synthetic._BARE_CELLS):
+        train, heldout = synthetic._split_items(pieces, "train"), synthetic._split_items(pieces, "heldout")
+        assert train and heldout and not set(train) & set(heldout)

@@ -1237,7 +1237,10 @@ _SOCIAL = [
     "{cap}: {nameN} called", "{cap} - see {ref}", "{cap}: great service from {nameN}", "{cap} meeting moved",
 ]
 _BARE_CELLS = ["{nameN}", "{lastfirstN}", "{nameucN}", "{intlN}", "{firstN} {lastN}", "{namelcN}", "{nameN}\t{emailN}",
-               "{lastfirstN}; {lastfirstM}", "{nameN} ({job})", "{nameN}, {nameM}", "{emailN}", "{phoneN}"]
+               "{lastfirstN}; {lastfirstM}", "{nameN} ({job})", "{nameN}, {nameM}", "{emailN}", "{phoneN}",
+               # titles and post-nominals stay outside the span, as in real-ner's annotations
+               "Mrs. {nameN}", "Dr. {nameN}", "{nameN} MD", "Mr. {nameN}", "{nameN} PhD", "Ms. {nameN}",
+               "{nameN} DDS", "Prof. {nameN}", "{cap}", "{nameN} Jr."]
 _GAP_PIECES = [*_HEADER_FROM, *_HEADER_TO, *_HEADER_OTHER, *_SIGNATURES, *_GREETINGS, *_REFERENCE_NEUTRAL,
                *_REFERENCE_PERSON, *_SOCIAL, *_BARE_CELLS]
 
