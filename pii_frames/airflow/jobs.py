@@ -19,32 +19,58 @@ How a run stays correct when it is stopped, retried or repeated:
   planned row count, then swaps the whole output in one step and writes a
   per-chunk audit table; when the published output already holds exactly these
   fingerprints nothing is rewritten (a second run after success is a no-op).
+
+How it never destroys data that is not its own:
+
+- the destination, the audit and the work folder may not be, contain or lie
+  inside the source, nor each other (paths compared through ``..``, symlinks
+  and hard links; DuckDB tables by DuckDB's own identifier rules, so
+  ``main.RAW_TICKETS`` is ``main.raw_tickets``);
+- an existing destination or audit that pii_frames did not write (no manifest,
+  no digest mark) is refused unless ``overwrite=True``; this is checked when
+  planning, before any model work, and again when publishing;
+- a destination that is a symbolic link (``current -> v1``) is published into
+  a new sibling folder and the link is swapped in one step;
+- temporaries are named after their host and process, and each plan/publish
+  sweeps those whose process is gone (a ``kill -9`` leaves nothing for good);
+- a pseudonym/encrypt key given literally is hidden from ``repr`` and a job
+  holding one is only pickled with ``allow_key_in_pickle=True``; give the key
+  by reference instead (``policy={"operator": "pseudonym", "key_env": "PII_KEY"}``),
+  read on the worker.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
 import logging
 import os
+import pickle
+import re
+import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pii_frames.airflow import atomic
-from pii_frames.airflow.tables import (
+from pii_frames.io import atomic
+from pii_frames.io.locations import (
     DuckDBLocation,
     Location,
     ParquetLocation,
+    conflicts,
     connect_duckdb,
-    duckdb_table_exists,
+    describe_parquet_row,
+    duckdb_table_comment,
+    find_duckdb_relation,
     first_row,
     is_text_type,
     list_parquet_files,
@@ -57,6 +83,8 @@ from pii_frames.airflow.tables import (
     read_parquet_pieces,
     read_parquet_schema,
 )
+from pii_frames.io.paths import overlaps
+from pii_frames.io.text import InvalidTextError, null_invalid_utf8
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +92,9 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "_pii_frames_manifest.json"
 OUTPUT_MARK = "pii_frames:"
 DIGEST_METADATA_KEY = b"pii_frames_output_digest"
-POLICY_FIELDS = ("operator", "key", "labels", "per_label", "min_score", "allow", "deny", "mask_char", "keep_last")
+POLICY_FIELDS = (
+    "operator", "key", "key_id", "labels", "per_label", "min_score", "allow", "deny", "mask_char", "keep_last",
+)
 SPAN_FIELDS = ("label", "start", "end", "score")
 
 AUDIT_SCHEMA = pa.schema(
@@ -88,6 +118,10 @@ AUDIT_SCHEMA = pa.schema(
 
 class SanitizeJobError(RuntimeError):
     """A table job cannot go on safely (lost/duplicated rows, changed source, foreign output)."""
+
+
+_VERSION_DIR = re.compile(r"^(?P<link>.+)\.pii-[0-9a-f]{12}$")
+_CHUNK_FILE = re.compile(r"^\.?[0-9a-f]{64}\.(parquet|json)(\.tmp-[0-9a-f]{12})?$")
 
 
 def parse_columns(columns: Any) -> list[str]:
@@ -149,6 +183,8 @@ def resolve_policy(spec: Any):
     """Turn the ``policy`` parameter into a :class:`pii_frames.Policy` (or None for the default).
 
     Accepts a Policy, a dict of Policy arguments, its JSON text, or an operator name.
+    Give a pseudonym/encrypt key by reference, ``{"key_env": "PII_KEY"}`` (or
+    ``"key_source"``): it is read where the job runs and never travels.
 
     >>> resolve_policy(None) is None
     True
@@ -171,9 +207,25 @@ def resolve_policy(spec: Any):
             spec = {"operator": text}
     if not isinstance(spec, Mapping):
         raise TypeError(f"policy must be a pii_frames.Policy, a dict, JSON text or an operator name, got {spec!r}")
-    from pii_frames.arrow import policy_from_mapping
+    from pii_frames.redact.policy import policy_from_dict
 
-    return policy_from_mapping(spec)
+    return policy_from_dict(spec)
+
+
+def _literal_key_in(spec: Any, policy: Any) -> bool:
+    """Whether the policy holds its key itself (rather than the name of where to read it)."""
+    if policy is None or not getattr(policy, "has_key", False):
+        return False
+    return getattr(policy, "key_source", None) is None
+
+
+def _hidden_spec(spec: Any, policy: Any) -> Any:
+    """The ``policy`` parameter as it may be shown: a literal key replaced by ``<hidden>``."""
+    if isinstance(spec, Mapping):
+        return {k: ("<hidden>" if k == "key" else v) for k, v in spec.items()}
+    if isinstance(spec, str) and spec.strip().startswith("{"):
+        return policy  # JSON text with a key inside: show the parsed Policy, whose repr hides it
+    return spec
 
 
 def describe_policy(policy: Any) -> dict[str, Any] | None:
@@ -275,21 +327,31 @@ def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-@dataclass
+@dataclass(repr=False)
 class SanitizeJob:
     """One table-sanitization job: which table, which columns, where to, with which model and policy.
 
     Parameters are plain values (strings, lists, dicts) so they survive Airflow
     templating and XCom. ``source`` and ``destination`` are location strings (see
-    :mod:`pii_frames.airflow.tables`); the destination is a Parquet folder or a
-    DuckDB table. Each sanitized column keeps its name and holds the redacted
-    text; ``include_spans`` adds ``<column>_pii_spans`` (label, start, end,
-    score; offsets into the original text, which is *not* copied) and
-    ``include_category`` adds ``<column>_pii_category``.
+    :mod:`pii_frames.io.locations`); the destination is a Parquet folder (or a
+    symbolic link to one: see :meth:`publish`) or a DuckDB table. Each sanitized
+    column keeps its name and holds the redacted text; ``include_spans`` adds
+    ``<column>_pii_spans`` (label, start, end, score; offsets into the original
+    text, which is *not* copied) and ``include_category`` adds ``<column>_pii_category``.
+
+    ``overwrite=True`` lets the job replace an existing destination or audit
+    that pii_frames did not write (never the source). ``allow_key_in_pickle=True``
+    lets a job whose policy holds a literal key be pickled, key included; the
+    default refuses (use ``policy={..., "key_env": "PII_KEY"}`` instead).
+    ``detect_options={"on_error": "null"}`` nulls cells that cannot be redacted
+    (e.g. bytes that are not valid UTF-8) instead of failing the chunk.
 
     >>> job = SanitizeJob(source="/tmp/in.parquet", columns="body", destination="/tmp/out")
     >>> job.work_dir
     '/tmp/out.pii_work'
+    >>> SanitizeJob(source="/tmp/in.parquet", columns="body", destination="/tmp/o",
+    ...             policy={"operator": "pseudonym", "key": "s3cret"})  # doctest: +ELLIPSIS
+    SanitizeJob(source='/tmp/in.parquet', ..., policy={'operator': 'pseudonym', 'key': '<hidden>'}, ...)
     """
 
     source: str
@@ -306,6 +368,8 @@ class SanitizeJob:
     work_dir: str | None = None
     audit_destination: str | None = None
     detect_options: Mapping[str, Any] | None = None
+    overwrite: bool = False
+    allow_key_in_pickle: bool = False
     _detector: Any = field(default=None, init=False, repr=False, compare=False)
     _model_revision: str | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -324,13 +388,17 @@ class SanitizeJob:
         self.audit_destination = _optional_text(self.audit_destination)
         self.include_spans = _flag(self.include_spans, "include_spans")
         self.include_category = _flag(self.include_category, "include_category")
+        self.overwrite = _flag(self.overwrite, "overwrite")
+        self.allow_key_in_pickle = _flag(self.allow_key_in_pickle, "allow_key_in_pickle")
         if isinstance(self.detect_options, str):
             self.detect_options = _parse_literal(self.detect_options, "detect_options") if self.detect_options.strip() else None
         self.detect_options = dict(self.detect_options or {})
         for reserved in ("policy", "progress"):
             if reserved in self.detect_options:
                 raise ValueError(f"detect_options may not set {reserved!r}; pass it as its own parameter")
-        self._check_not_overwriting_source()
+        self.on_error = str(self.detect_options.get("on_error") or "raise")
+        if self.on_error not in ("raise", "null"):
+            raise ValueError(f"detect_options on_error must be 'raise' or 'null', got {self.on_error!r}")
         destination = self.destination_location
         if isinstance(destination, ParquetLocation):
             default_work = destination.path + ".pii_work"
@@ -341,21 +409,144 @@ class SanitizeJob:
         self.work_dir = os.path.abspath(self.work_dir or default_work)
         self.audit_destination = self.audit_destination or default_audit
         self.audit_location = parse_location(self.audit_destination, role="audit_destination")
+        self._check_locations()
         self.policy_object = resolve_policy(self.policy)
         self.policy_hash = stable_hash(describe_policy(self.policy_object))
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ secrets
 
-    def _check_not_overwriting_source(self) -> None:
-        source, destination = self.source_location, self.destination_location
-        if isinstance(source, DuckDBLocation) and source == destination:
-            raise ValueError(f"destination {destination.uri} is the source table; choose another table name")
-        if isinstance(source, ParquetLocation) and isinstance(destination, ParquetLocation):
-            a, b = source.path + os.sep, destination.path + os.sep
-            if a.startswith(b) or b.startswith(a):
+    def __repr__(self) -> str:
+        shown = []
+        for item in dataclasses.fields(self):
+            if not item.repr:
+                continue
+            value = getattr(self, item.name)
+            if item.name == "policy":
+                value = _hidden_spec(value, self.policy_object)
+            shown.append(f"{item.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def holds_literal_key(self) -> bool:
+        """Whether the policy carries its pseudonym/encrypt key itself (not an env/secret reference)."""
+        return _literal_key_in(self.policy, self.policy_object)
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.holds_literal_key() and not self.allow_key_in_pickle:
+            raise pickle.PicklingError(
+                "this SanitizeJob's policy holds a literal key, which pickling would copy to wherever the pickle "
+                "goes (task queues, result backends, disk); give the key by reference, e.g. "
+                "policy={'operator': 'pseudonym', 'key_env': 'PII_KEY'} (read on the worker), or pass "
+                "allow_key_in_pickle=True to carry it on purpose"
+            )
+        state = dict(self.__dict__)
+        state["_detector"] = None  # a loaded model never travels; each worker loads its own
+        if self.holds_literal_key():
+            state["_pickle_holds_secret"] = "yes: the policy key, pickled because allow_key_in_pickle=True"
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state.pop("_pickle_holds_secret", None)
+        self.__dict__.update(state)
+
+    def __copy__(self) -> "SanitizeJob":
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __deepcopy__(self, memo: dict) -> "SanitizeJob":
+        import copy
+
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for name, value in self.__dict__.items():
+            clone.__dict__[name] = value if name in ("_detector", "policy_object") else copy.deepcopy(value, memo)
+        return clone
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_locations(self) -> None:
+        """Refuse any layout where writing the output, audit or work files could touch the source or each other."""
+        source, destination, audit = self.source_location, self.destination_location, self.audit_location
+        if conflicts(source, destination):
+            if isinstance(source, DuckDBLocation) and isinstance(destination, DuckDBLocation):
                 raise ValueError(
-                    f"destination {destination.path} overlaps the source {source.path}; write to a separate folder"
+                    f"destination {destination.uri} is the source table {source.uri} (DuckDB matches names "
+                    "case-insensitively); choose another table name"
                 )
+            raise ValueError(
+                f"destination {destination.uri} overlaps the source {source.uri}; write to a separate folder"
+            )
+        if conflicts(source, audit):
+            raise ValueError(
+                f"audit_destination {audit.uri} overlaps the source {source.uri}; the audit would replace or "
+                "be read as source data: put it elsewhere"
+            )
+        if conflicts(destination, audit):
+            raise ValueError(
+                f"audit_destination {audit.uri} overlaps the destination {destination.uri}; an audit inside the "
+                "output would be read as data rows (or replace the output): put it beside the destination"
+            )
+        for role, location in (("source", source), ("destination", destination), ("audit_destination", audit)):
+            if overlaps(self.work_dir, location.footprint):
+                raise ValueError(
+                    f"work_dir {self.work_dir} overlaps the {role} {location.uri}; chunk files are pruned "
+                    "there, so give it a folder of its own"
+                )
+
+    def check_destinations(self) -> None:
+        """Refuse an existing destination or audit not written by pii_frames (unless ``overwrite=True``).
+
+        Called by :meth:`plan` (before any model work) and again by :meth:`publish`.
+        """
+        self._check_owner(self.destination_location, "destination")
+        self._check_owner(self.audit_location, "audit_destination")
+
+    def _check_owner(self, location: Location, role: str) -> None:
+        advice = "choose another location, remove it first, or pass overwrite=True to replace it"
+        if isinstance(location, ParquetLocation):
+            path = os.path.realpath(location.path)
+            if not os.path.exists(path):
+                return
+            if role == "destination":
+                if not os.path.isdir(path):
+                    raise SanitizeJobError(f"destination {location.path} is a file; give a folder path for Parquet output")
+                ours = not os.listdir(path) or os.path.exists(os.path.join(path, MANIFEST_NAME))
+            else:
+                if os.path.isdir(path):
+                    raise SanitizeJobError(f"audit_destination {location.path} is a folder; the audit is one Parquet "
+                                           "file, give a file path")
+                ours = _parquet_digest(path) is not None
+            if not ours and not self.overwrite:
+                raise SanitizeJobError(f"{role} {location.path} exists and was not written by pii_frames; {advice}")
+            return
+        if not os.path.exists(location.database):
+            return
+        with connect_duckdb(location, read_only=True) as con:
+            found = find_duckdb_relation(con, location)
+            comment = duckdb_table_comment(con, location) if found else None
+        if found is None:
+            return
+        if found[2] != "BASE TABLE":
+            raise SanitizeJobError(
+                f"{role} {location.describe()} is the {found[2].lower()} {found[0]}.{found[1]}; choose another table"
+            )
+        if not _marked(comment) and not self.overwrite:
+            raise SanitizeJobError(
+                f"{role} {location.describe()} exists as table {found[0]}.{found[1]} (DuckDB matches names "
+                f"case-insensitively) and was not written by pii_frames; {advice}"
+            )
+
+    def _sweep_temporaries(self) -> None:
+        """Remove temporaries that earlier, dead runs left beside the outputs (never anyone else's files)."""
+        targets = [self.audit_location.path] if isinstance(self.audit_location, ParquetLocation) else []
+        destination = self.destination_location
+        if isinstance(destination, ParquetLocation):
+            targets.append(destination.path)
+            if os.path.islink(destination.path):
+                targets.append(_version_stem(destination.path))
+        for target in targets:
+            atomic.sweep_stale_temporaries(target)
 
     @property
     def chunk_dir(self) -> str:
@@ -398,9 +589,13 @@ class SanitizeJob:
         """Split the source into chunks (small JSON-able dicts, one per mapped task).
 
         Checks the source exists and that every requested column is a text
-        column. Always returns at least one chunk, so an empty source still
-        publishes an empty output with the right schema.
+        column, and that the destination and audit are new or pii_frames' own
+        (:meth:`check_destinations`), before any model work. Sweeps temporaries
+        dead earlier runs left. Always returns at least one chunk, so an empty
+        source still publishes an empty output with the right schema.
         """
+        self.check_destinations()
+        self._sweep_temporaries()
         source = self.source_location
         rows_per_chunk = self.rows_per_chunk
         if isinstance(source, ParquetLocation):
@@ -487,6 +682,7 @@ class SanitizeJob:
             return {**existing, "index": index, "reused": True}
 
         started = time.monotonic()
+        table = self._checked_text(table, chunk)
         sanitized, spans_by_label = self.sanitize_table(table)
         duration = time.monotonic() - started
         atomic.atomic_write(output_path, lambda tmp: pq.write_table(sanitized, tmp, compression="zstd"))
@@ -522,12 +718,38 @@ class SanitizeJob:
             return None  # damaged leftovers are recomputed, never trusted
         return stats
 
+    def _checked_text(self, table: pa.Table, chunk: Mapping[str, Any] | None = None) -> pa.Table:
+        """The table with cells that are not valid UTF-8 nulled (on_error='null') or a SanitizeJobError naming them."""
+        where: Callable[[int], str] = lambda row: f"row {row}"  # noqa: E731
+        if chunk is not None:
+            index = chunk.get("index")
+            if chunk.get("pieces"):
+                where = lambda row: f"row {row} of chunk {index} ({describe_parquet_row(chunk['pieces'], row)})"  # noqa: E731
+            elif "rowid_start" in chunk:
+                where = lambda row: (f"row {row} of chunk {index} (rowids {chunk['rowid_start']} to "  # noqa: E731
+                                     f"{chunk['rowid_stop'] - 1} of {self.source_location.describe()})")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            try:
+                table, _ = null_invalid_utf8(
+                    table, self.column_names, on_error=self.on_error, where=where,
+                    hint="fix the source, or pass detect_options={'on_error': 'null'} to null such cells "
+                         "and keep the other rows",
+                )
+            except InvalidTextError as error:
+                raise SanitizeJobError(str(error)) from None
+        for warning in caught:
+            log.warning("%s", warning.message)
+        return table
+
     def sanitize_table(self, table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
         """Run the model over the chosen columns of an in-memory table.
 
         Returns the sanitized table (same rows, same order, nulls kept) and the
-        number of detected spans per label.
+        number of detected spans per label. Cells that are not valid UTF-8 are
+        an error naming the column and row, or null with ``on_error='null'``.
         """
+        table = self._checked_text(table)
         detector = self.detector()
         counts: dict[str, int] = {}
         for name in self.column_names:
@@ -570,7 +792,16 @@ class SanitizeJob:
         (False when the published output already held these exact chunks),
         recomputed (chunks computed rather than reused), spans_by_label,
         model_ids, policy_hash, digest.
+
+        A Parquet destination that is a symbolic link (``current -> v1``, the
+        blue/green layout) is followed: the output goes into a new folder beside
+        the link's target, ``<link name>.pii-<digest prefix>``, and the link is
+        swapped to it in one step. The previous target is removed only when it is
+        such a folder (pii_frames' own); any other folder it pointed to (``v1``)
+        is left as it was.
         """
+        self.check_destinations()
+        self._sweep_temporaries()
         plan = sorted(plan, key=lambda c: int(c["index"]))
         by_index: dict[int, Mapping[str, Any]] = {}
         for result in results:
@@ -655,22 +886,17 @@ class SanitizeJob:
         return table.replace_schema_metadata({DIGEST_METADATA_KEY: digest.encode()})
 
     def _publish_parquet(self, ordered, audit: pa.Table, digest: str, total_rows: int) -> bool:
-        target = self.destination_location.path
-        manifest_path = os.path.join(target, MANIFEST_NAME)
-        if os.path.exists(target):
-            if not os.path.isdir(target):
-                raise SanitizeJobError(f"destination {target} is a file; give a folder path for Parquet output")
-            if os.listdir(target) and not os.path.exists(manifest_path):
-                raise SanitizeJobError(
-                    f"destination {target} exists and was not written by pii_frames; "
-                    "choose a new folder or delete it first"
-                )
-            if _manifest_digest(manifest_path) == digest:
-                if self._audit_digest() != digest:
-                    self._write_audit(audit)  # output is current; only the audit write was interrupted
-                return False
+        link = self.destination_location.path
+        is_link = os.path.islink(link)
+        target = os.path.realpath(link) if is_link else link
+        if os.path.isdir(target) and _manifest_digest(os.path.join(target, MANIFEST_NAME)) == digest:
+            if self._audit_digest() != digest:
+                self._write_audit(audit)  # output is current; only the audit write was interrupted
+            return False
+        # Staged beside the final folder, so the swap is a rename within one filesystem.
+        stage_beside = _version_stem(link) if is_link else target
         width = max(5, len(str(len(ordered) - 1)))
-        with atomic.scratch_directory(target, "publish") as staging:
+        with atomic.scratch_directory(stage_beside, "publish") as staging:
             for result, path in ordered:
                 atomic.link_or_copy(path, os.path.join(staging, f"part-{int(result['index']):0{width}d}.parquet"))
             staged_rows = sum(
@@ -689,7 +915,14 @@ class SanitizeJob:
                     "published_at": _utc_now(),
                 },
             )
-            atomic.replace_directory(staging, target)
+            if not is_link:
+                atomic.replace_directory(staging, target)
+            else:
+                version = f"{_version_stem(link)}.pii-{digest[:12]}"
+                atomic.replace_directory(staging, version)
+                atomic.replace_symlink(link, version)
+                if target != version and _is_version_of(target, link):
+                    shutil.rmtree(target, ignore_errors=True)
         self._write_audit(audit)
         return True
 
@@ -697,20 +930,19 @@ class SanitizeJob:
         location = self.audit_location
         try:
             if isinstance(location, ParquetLocation):
-                metadata = pq.read_schema(location.path).metadata or {}
-                value = metadata.get(DIGEST_METADATA_KEY)
-                return value.decode() if value else None
+                return _parquet_digest(location.path)
             if not os.path.exists(location.database):
                 return None
             with connect_duckdb(location, read_only=True) as con:
-                return _table_comment_digest(con, location)
+                return _comment_digest(duckdb_table_comment(con, location))
         except (OSError, pa.ArrowException, ValueError):
             return None
 
     def _write_audit(self, audit: pa.Table, con=None) -> None:
         location = self.audit_location
         if isinstance(location, ParquetLocation):
-            atomic.atomic_write(location.path, lambda tmp: pq.write_table(audit, tmp))
+            # Through a symlink to its target: the user's layout of links stays as it is.
+            atomic.atomic_write(os.path.realpath(location.path), lambda tmp: pq.write_table(audit, tmp))
             return
         digest = audit.schema.metadata[DIGEST_METADATA_KEY].decode()
         if con is not None:
@@ -728,12 +960,14 @@ class SanitizeJob:
         )
         with connect_duckdb(target, read_only=False) as con:
             current = None
-            if duckdb_table_exists(con, target):
-                current = _table_comment_digest(con, target)
-                if current is None:
+            found = find_duckdb_relation(con, target)
+            if found is not None:
+                comment = duckdb_table_comment(con, target)
+                current = _comment_digest(comment)
+                if (found[2] != "BASE TABLE" or not _marked(comment)) and not self.overwrite:
                     raise SanitizeJobError(
-                        f"{target.describe()} exists and was not written by pii_frames; "
-                        "choose another table or drop it first"
+                        f"{target.describe()} exists as {found[0]}.{found[1]} and was not written by pii_frames; "
+                        "choose another table, drop it first, or pass overwrite=True to replace it"
                     )
             changed = current != digest
             if changed:
@@ -752,7 +986,7 @@ class SanitizeJob:
                     con.execute(f"COMMENT ON TABLE {target.qualified_name} IS '{OUTPUT_MARK}{digest}'")
                     if audit_in_same_database:
                         self._write_audit(audit, con=con)
-            elif audit_in_same_database and _table_comment_digest(con, audit_location) != digest:
+            elif audit_in_same_database and _comment_digest(duckdb_table_comment(con, audit_location)) != digest:
                 with _transaction(con):
                     self._write_audit(audit, con=con)  # output is current; only the audit was lost
         if not audit_in_same_database and (changed or self._audit_digest() != digest):
@@ -760,16 +994,26 @@ class SanitizeJob:
         return changed
 
     def _prune_work_dir(self, keep: set[str]) -> None:
-        """Drop chunk outputs no published fingerprint uses (old policies, changed inputs, crashed writes)."""
+        """Drop chunk outputs no published fingerprint uses (old policies, changed inputs, crashed writes).
+
+        Only files named like chunk outputs (or their temporaries, once their
+        writer is gone) are touched, whatever else the folder holds.
+        """
         if not os.path.isdir(self.chunk_dir):
             return
         for name in os.listdir(self.chunk_dir):
-            stem = name.split(".")[0] if not name.startswith(".") else ""
-            if stem not in keep:
-                try:
-                    os.remove(os.path.join(self.chunk_dir, name))
-                except OSError as error:
-                    log.warning("could not remove stale work file %s: %s", name, error)
+            path = os.path.join(self.chunk_dir, name)
+            if name.startswith(".") and ".pii-" in name:
+                if atomic.is_stale_temporary(path):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)
+                continue
+            if not _CHUNK_FILE.match(name) or name.split(".")[0] in keep:
+                continue
+            try:
+                os.remove(path)
+            except OSError as error:
+                log.warning("could not remove stale work file %s: %s", name, error)
 
     # ------------------------------------------------------------------ whole job
 
@@ -800,15 +1044,38 @@ def _manifest_digest(path: str) -> str | None:
         return None
 
 
-def _table_comment_digest(con, location: DuckDBLocation) -> str | None:
-    row = first_row(
-        con,
-        "SELECT comment FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-        [location.schema, location.table],
-    )
-    if not row or not row[0] or not str(row[0]).startswith(OUTPUT_MARK):
+def _parquet_digest(path: str) -> str | None:
+    """The output digest an audit file written by pii_frames carries in its schema metadata, else None."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException, ValueError):
         return None
-    return str(row[0])[len(OUTPUT_MARK):]
+    value = metadata.get(DIGEST_METADATA_KEY)
+    return value.decode() if value else None
+
+
+def _marked(comment: str | None) -> bool:
+    return bool(comment) and str(comment).startswith(OUTPUT_MARK)
+
+
+def _comment_digest(comment: str | None) -> str | None:
+    return str(comment)[len(OUTPUT_MARK):] if _marked(comment) else None
+
+
+def _version_stem(link: str) -> str:
+    """``<folder of the link's target>/<link name>``: new versions of a linked destination are named after it."""
+    return os.path.join(os.path.dirname(os.path.realpath(link)), os.path.basename(link))
+
+
+def _is_version_of(folder: str, link: str) -> bool:
+    """Whether ``folder`` is a version folder pii_frames published for ``link`` (so it may remove it)."""
+    match = _VERSION_DIR.match(os.path.basename(folder))
+    return bool(
+        match
+        and match["link"] == os.path.basename(link)
+        and os.path.dirname(folder) == os.path.dirname(_version_stem(link))
+        and os.path.exists(os.path.join(folder, MANIFEST_NAME))
+    )
 
 
 def _replace_duckdb_table_from_arrow(con, location: DuckDBLocation, table: pa.Table, digest: str) -> None:
