@@ -23,11 +23,9 @@ status 1 (2 for usage errors); ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -120,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--category", action="store_true", help="add <column>_pii_category (multitask models)")
     table.add_argument("--batch-rows", type=int, default=8192, metavar="N", help="rows per batch (default 8192)")
     table.add_argument("--encoding", default="utf-8", help="encoding of CSV/JSONL input (default utf-8)")
+    table.add_argument("--on-error", choices=("raise", "null"), default="raise",
+                       help="a cell that cannot be read or redacted (e.g. bytes that are not valid in --encoding): "
+                       "stop with an error naming its column and row (raise, the default), or write null for "
+                       "that cell, warn, and keep every other row (null)")
     table.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar (default: when stderr is a terminal)")
     table.set_defaults(handler=cmd_table)
@@ -400,255 +402,29 @@ def _interactive(detector, printer: _Printer, options: dict[str, Any]) -> int:
 
 # -------------------------------------------------------------------- table
 def _format_of(path: str, explicit: str | None, what: str) -> str:
-    if explicit:
-        return explicit
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst", ".lz4"):
-        suffixes = suffixes[:-1]
-    if suffixes and suffixes[-1] in _EXTENSIONS:
-        return _EXTENSIONS[suffixes[-1]]
-    if what == "input" and Path(path).is_dir():
-        return "parquet"
-    raise CliError(f"cannot tell the {what} format of {path!r} from its extension; pass "
-                   f"{'--format' if what == 'input' else '--out-format'} parquet|csv|jsonl", EXIT_USAGE)
+    from pii_frames.io.files import TableIOError, format_of
 
-
-def _check_columns(schema, columns: Sequence[str], path: str, *, csv: bool = False) -> None:
-    from pii_frames.arrow import _is_text_type
-
-    for column in columns:
-        if column not in schema.names:
-            raise CliError(f"column {column!r} not found in {path}; its columns are: {', '.join(schema.names)}")
-        if not csv and not _is_text_type(schema.field(column).type):
-            raise CliError(f"column {column!r} in {path} has type {schema.field(column).type}, not text; "
-                           "only text columns can be redacted")
-
-
-class _Source:
-    """Batches of an input file as pyarrow Tables, plus its row count when known cheaply."""
-
-    def __init__(self, path: str, fmt: str, columns: Sequence[str], batch_rows: int, encoding: str):
-        if not os.path.exists(path):
-            raise CliError(f"input not found: {path}")
-        self.path, self.fmt, self.columns = path, fmt, list(columns)
-        self.batch_rows, self.encoding = batch_rows, encoding
-        self.total_rows: int | None = None
-        getattr(self, f"_open_{fmt}")()
-
-    def _open_parquet(self) -> None:
-        import pyarrow as pa
-        import pyarrow.dataset as ds
-
-        try:
-            self._dataset = ds.dataset(self.path, format="parquet")
-            schema = self._dataset.schema
-            self.total_rows = self._dataset.count_rows()
-        except (pa.ArrowInvalid, OSError) as error:
-            raise CliError(f"cannot read {self.path} as Parquet: {_one_line(error)}") from None
-        _check_columns(schema, self.columns, self.path)
-
-    def _open_csv(self) -> None:
-        import pyarrow as pa
-        import pyarrow.csv as pcsv
-
-        read_options = pcsv.ReadOptions(encoding=self.encoding, block_size=1 << 22)
-        try:
-            with pcsv.open_csv(self.path, read_options=read_options) as probe:
-                schema = probe.schema
-        except LookupError:
-            raise CliError(f"unknown encoding {self.encoding!r}; use a Python codec name such as utf-8 or latin-1") from None
-        except (pa.ArrowInvalid, OSError) as error:
-            raise CliError(f"cannot read {self.path} as CSV: {_one_line(error)}") from None
-        _check_columns(schema, self.columns, self.path, csv=True)
-        # CSV has no types: every column is read as text, so nothing is reinterpreted on the way
-        # through. Only an empty cell is null ("NA", "null"... are kept as written).
-        self._csv_args = dict(
-            read_options=read_options,
-            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in schema.names},
-                                                strings_can_be_null=True, null_values=[""]),
-        )
-
-    def _open_jsonl(self) -> None:
-        import codecs
-
-        try:
-            codecs.lookup(self.encoding)
-        except LookupError:
-            raise CliError(f"unknown encoding {self.encoding!r}; use a Python codec name such as utf-8 or latin-1") from None
-
-    def __iter__(self) -> Iterator[Any]:
-        return getattr(self, f"_iter_{self.fmt}")()
-
-    def _iter_parquet(self) -> Iterator[Any]:
-        import pyarrow as pa
-
-        scanner = self._dataset.scanner(batch_size=self.batch_rows)
-        try:
-            for batch in scanner.to_batches():
-                if batch.num_rows:
-                    yield pa.Table.from_batches([batch])
-        except (pa.ArrowInvalid, OSError) as error:
-            raise CliError(f"cannot read {self.path} as Parquet: {_one_line(error)}") from None
-
-    def _iter_csv(self) -> Iterator[Any]:
-        import pyarrow as pa
-        import pyarrow.csv as pcsv
-
-        pending, rows = [], 0
-        try:
-            with pcsv.open_csv(self.path, **self._csv_args) as reader:
-                for batch in reader:
-                    pending.append(batch)
-                    rows += batch.num_rows
-                    if rows >= self.batch_rows:
-                        yield pa.Table.from_batches(pending)
-                        pending, rows = [], 0
-        except pa.ArrowInvalid as error:
-            message = _one_line(error)
-            if "UTF8" in message or "UTF-8" in message:
-                raise CliError(f"{self.path} is not valid {self.encoding}; pass --encoding with the file's "
-                               "encoding, e.g. --encoding latin-1") from None
-            raise CliError(f"cannot read {self.path} as CSV: {message}") from None
-        if pending:
-            yield pa.Table.from_batches(pending)
-
-    def _iter_jsonl(self) -> Iterator[Any]:
-        lines: list[bytes] = []
-        first_line = 1
-        with open(self.path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                if not lines:
-                    first_line = number
-                text = _decode(raw, self.encoding, f"{self.path} line {number}")
-                if text.strip():
-                    lines.append(text.strip().encode("utf-8"))
-                if len(lines) >= self.batch_rows:
-                    yield self._parse_json(lines, first_line)
-                    lines = []
-        if lines:
-            yield self._parse_json(lines, first_line)
-
-    def _parse_json(self, lines: list[bytes], first_line: int):
-        import pyarrow as pa
-        import pyarrow.json as pj
-
-        data = b"\n".join(lines)
-        try:
-            table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
-        except pa.ArrowInvalid as error:
-            raise CliError(f"cannot parse {self.path} (lines from {first_line}) as JSON Lines: "
-                           f"{_one_line(error)}") from None
-        for column in self.columns:
-            if column not in table.column_names:
-                if first_line == 1:
-                    raise CliError(f"column {column!r} not found in {self.path}; its rows have the keys: "
-                                   f"{', '.join(table.column_names)}")
-                table = table.append_column(column, pa.nulls(table.num_rows, pa.string()))
-            elif pa.types.is_null(table.schema.field(column).type):
-                index = table.column_names.index(column)
-                table = table.set_column(index, column, table.column(column).cast(pa.string()))
-        _check_columns(table.schema, self.columns, self.path)
-        return table
-
-
-class _Sink:
-    """Writes Tables to a temporary file next to OUT; ``commit`` renames it into place."""
-
-    def __init__(self, path: str, fmt: str):
-        self.path, self.fmt = os.path.abspath(path), fmt
-        folder = os.path.dirname(self.path)
-        os.makedirs(folder, exist_ok=True)
-        handle, self.tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
-        os.close(handle)
-        self._writer = None
-        self._schema = None
-        self._text = None
-        self.rows = 0
-
-    def write(self, table) -> None:
-        import pyarrow as pa
-
-        if self.fmt == "jsonl":
-            if self._text is None:
-                self._text = open(self.tmp, "w", encoding="utf-8")
-            for row in table.to_pylist():
-                self._text.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-        else:
-            if self.fmt == "csv":
-                table = _flatten_nested(table)
-            if self._schema is None:
-                self._schema = table.schema
-                self._writer = self._open_writer(table.schema)
-            elif table.schema != self._schema:
-                try:
-                    table = table.cast(self._schema)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as error:
-                    raise CliError(f"rows {self.rows}+ have a different schema than the first batch "
-                                   f"({_one_line(error)}); try a larger --batch-rows") from None
-            self._writer.write_table(table)
-        self.rows += table.num_rows
-
-    def _open_writer(self, schema):
-        if self.fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.ParquetWriter(self.tmp, schema)
-        import pyarrow.csv as pcsv
-
-        return pcsv.CSVWriter(self.tmp, schema)
-
-    def commit(self, empty_schema) -> None:
-        if self.fmt != "jsonl" and self._writer is None:
-            # Nothing was read: still write a valid, empty output with the right columns.
-            schema = _flatten_nested(empty_schema.empty_table()).schema if self.fmt == "csv" else empty_schema
-            self._writer = self._open_writer(schema)
-        if self._writer is not None:
-            self._writer.close()
-        if self._text is not None:
-            self._text.close()
-        if self.fmt == "jsonl" and self._text is None:
-            open(self.tmp, "w").close()
-        os.chmod(self.tmp, _output_mode(self.path))
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        for closer in (self._writer, self._text):
-            try:
-                if closer is not None:
-                    closer.close()
-            except Exception:
-                pass
-        try:
-            os.remove(self.tmp)
-        except FileNotFoundError:
-            pass
-
-
-def _output_mode(path: str) -> int:
-    """Permissions for OUT: those of the file it replaces, else the usual umask default.
-
-    (mkstemp creates private 0600 files, which would surprise whoever reads OUT next.)
-    """
     try:
-        return os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return format_of(path, explicit, what)
+    except TableIOError as error:
+        raise CliError(str(error), EXIT_USAGE if error.usage else EXIT_ERROR) from None
 
 
-def _flatten_nested(table):
-    """CSV cannot hold lists or structs: write those columns as JSON text."""
-    import pyarrow as pa
+# The readers and the atomic writer are pii_frames.io.files.FileSource / FileSink, shared with
+# the Airflow job; imported when used, so `pii-frames redact` starts without pyarrow.
+def _Source(path: str, fmt: str, columns: Sequence[str], batch_rows: int, encoding: str, **options: Any):
+    from pii_frames.io.files import FileSource, TableIOError
 
-    for index, field in enumerate(table.schema):
-        if pa.types.is_nested(field.type):
-            encoded = pa.array(
-                [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in table.column(index).to_pylist()],
-                type=pa.string(),
-            )
-            table = table.set_column(index, field.name, encoded)
-    return table
+    try:
+        return FileSource(path, fmt, columns, batch_rows, encoding, **options)
+    except TableIOError as error:
+        raise CliError(str(error), EXIT_USAGE if error.usage else EXIT_ERROR) from None
+
+
+def _Sink(path: str, fmt: str):
+    from pii_frames.io.files import FileSink
+
+    return FileSink(path, fmt)
 
 
 def _one_line(error: BaseException) -> str:
@@ -677,15 +453,37 @@ class _LabelCounter:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
+    from pii_frames.io.atomic import Terminated, terminate_on_signals
+    from pii_frames.io.files import TableIOError
+
+    try:
+        # SIGTERM/SIGHUP (a scheduler's timeout, a closed terminal) remove the temporary output
+        # like an error does; after kill -9 the next run sweeps it.
+        with terminate_on_signals():
+            return _table(args)
+    except TableIOError as error:
+        raise CliError(str(error), EXIT_USAGE if error.usage else EXIT_ERROR) from None
+    except Terminated as stop:
+        print(f"{PROG}: {stop}; the partial output was removed and {args.out} is unchanged", file=sys.stderr)
+        return 128 + stop.signum
+
+
+def _table(args: argparse.Namespace) -> int:
+    import warnings
+
     from pii_frames.arrow import apply_detections, detect_table
+    from pii_frames.io.files import FileSink, FileSource, check_output_path, format_of
+    from pii_frames.io.memory import release_memory
 
     if args.batch_rows <= 0:
         raise CliError("--batch-rows must be positive", EXIT_USAGE)
-    in_fmt = _format_of(args.input, args.format, "input")
-    out_fmt = _format_of(args.out, args.out_format, "output")
+    in_fmt = format_of(args.input, args.format, "input")
+    out_fmt = format_of(args.out, args.out_format, "output")
+    check_output_path(args.out, [args.input])
     columns = list(dict.fromkeys(args.column))
-    source = _Source(args.input, in_fmt, columns, args.batch_rows, args.encoding)
+    source = FileSource(args.input, in_fmt, columns, args.batch_rows, args.encoding, on_error=args.on_error)
     options = _detect_kwargs(args)
+    options["on_error"] = args.on_error
     detector = _load_detector(args)
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
 
@@ -693,22 +491,31 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     counters = {column: _LabelCounter() for column in columns}
     started = time.perf_counter()
-    sink = _Sink(args.out, out_fmt)
-    last_table = None
+    sink = FileSink(args.out, out_fmt)
+    for path in sink.swept:
+        print(f"{PROG}: removed {path}, a temporary file an interrupted earlier run left behind", file=sys.stderr)
+    last_schema = None
     try:
         with tqdm(total=source.total_rows, unit="row", desc=PROG, disable=not show_progress, file=sys.stderr,
-                  dynamic_ncols=True) as bar:
+                  dynamic_ncols=True) as bar, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
             for table in source:
                 detected = detect_table(table, columns, model=detector, progress=False, **options)
                 for column in columns:
                     counters[column].add(detected[column])
                 out = apply_detections(table, detected, spans=args.spans, category=args.category)
                 sink.write(out)
-                last_table = out
+                last_schema = out.schema
                 bar.update(table.num_rows)
-        if last_table is None:
-            last_table = _empty_output(source, columns, args)
-        sink.commit(last_table.schema)
+                for warning in caught:
+                    bar.write(f"{PROG}: warning: {warning.message}", file=sys.stderr)
+                caught.clear()
+                # Each batch frees what the previous one allocated; glibc keeps such memory unless asked.
+                del table, detected, out
+                release_memory()
+        if last_schema is None:
+            last_schema = _empty_output(source, columns, args).schema
+        sink.commit(last_schema)
     except BaseException:
         sink.abort()
         raise
@@ -722,16 +529,7 @@ def _empty_output(source: _Source, columns: Sequence[str], args: argparse.Namesp
 
     from pii_frames.arrow import DETECT_TYPE, apply_detections
 
-    if source.fmt == "parquet":
-        schema = source._dataset.schema
-    elif source.fmt == "csv":
-        import pyarrow.csv as pcsv
-
-        with pcsv.open_csv(source.path, **source._csv_args) as reader:
-            schema = reader.schema
-    else:
-        schema = pa.schema([(c, pa.string()) for c in columns])
-    empty = schema.empty_table()
+    empty = source.schema.empty_table()
     found = {c: pa.array([], type=DETECT_TYPE) for c in columns}
     return apply_detections(empty, found, spans=args.spans, category=args.category)
 
@@ -866,15 +664,7 @@ def _reveal_table(args: argparse.Namespace, ring) -> int:
 def _reveal_empty_schema(source: _Source, columns: Sequence[str]):
     import pyarrow as pa
 
-    if source.fmt == "parquet":
-        schema = source._dataset.schema
-    elif source.fmt == "csv":
-        import pyarrow.csv as pcsv
-
-        with pcsv.open_csv(source.path, **source._csv_args) as reader:
-            schema = reader.schema
-    else:
-        return pa.schema([(c, pa.string()) for c in columns])
+    schema = source.schema
     for column in columns:
         schema = schema.set(schema.get_field_index(column), pa.field(column, pa.string()))
     return schema
