@@ -266,6 +266,35 @@ def _require(raw: dict[str, Any], keys: list[str], config_path: Path) -> None:
         raise CheckpointError(f"{config_path}: missing required keys {missing}; is this a privacy-filter config?")
 
 
+_INT_FIELDS = (
+    "num_hidden_layers", "hidden_size", "intermediate_size", "num_experts", "experts_per_token", "vocab_size",
+    "head_dim", "num_attention_heads", "num_key_value_heads", "bidirectional_left_context",
+    "bidirectional_right_context", "sliding_window", "initial_context_length", "default_n_ctx", "pad_token_id",
+    "num_labels", "num_local_experts", "num_experts_per_tok", "original_max_position_embeddings",
+)
+_FLOAT_FIELDS = (
+    "rope_theta", "rope_scaling_factor", "rope_ntk_alpha", "rope_ntk_beta", "swiglu_limit", "rms_norm_eps",
+    "swiglu_alpha", "factor", "beta_slow", "beta_fast",
+)
+
+
+def _check_field_types(raw: dict[str, Any], config_path: Path) -> None:
+    """Name the file and the field of a wrongly typed number (rather than a bare ``invalid literal for int()``)."""
+    nested = [(f"{name}.", raw[name]) for name in ("rope_parameters", "rope_scaling") if isinstance(raw.get(name), dict)]
+    for prefix, fields in [("", raw), *nested]:
+        for key, value in fields.items():
+            kind = int if key in _INT_FIELDS else float if key in _FLOAT_FIELDS else None
+            if kind is None or value is None:
+                continue
+            try:
+                kind(value)
+            except (TypeError, ValueError):
+                wanted = "an integer" if kind is int else "a number"
+                raise CheckpointError(
+                    f"{config_path}: field {prefix}{key!s} must be {wanted}, got {value!r}; fix config.json"
+                ) from None
+
+
 def _doc_class_names(raw: dict[str, Any], checkpoint_dir: Path) -> tuple[str, ...] | None:
     if raw.get("doc_class_names"):
         return tuple(str(n) for n in raw["doc_class_names"])
@@ -315,6 +344,7 @@ def read_config(checkpoint_dir: str | Path) -> ModelConfig:
         raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise CheckpointError(f"{config_path}: expected a JSON object")
+    _check_field_types(raw, config_path)
     model_type = raw.get("model_type")
     doc_classes = _doc_class_names(raw, checkpoint_dir)
     if model_type == OPF_MODEL_TYPE:
