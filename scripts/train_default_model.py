@@ -35,7 +35,8 @@ OPF_SAMPLE = SHARED_DATA / "opf-examples" / "sample_eval_five_examples.jsonl"
 REAL_NER = SHARED_DATA / "real-ner"
 SHIPPED_FILES = ("config.json", "model.safetensors", "viterbi_calibration.json")
 # The arguments that change the weights (the command in the model card repeats them).
-RECIPE_ARGS = ("seed", "steps", "batch_size", "learning_rate", "warmup_steps", "composed", "gaps", "real_repeats",
+RECIPE_ARGS = ("seed", "stage1_steps", "stage1_learning_rate", "stage1_warmup_steps", "steps", "batch_size",
+               "learning_rate", "warmup_steps", "composed", "gaps", "real_repeats",
                "hidden_size", "layers", "experts", "experts_per_token", "context", "vocab_size")
 
 
@@ -43,13 +44,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the package asset)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=3200, help="optimizer steps (one pass over fresh data)")
-    parser.add_argument("--batch-size", type=int, default=48, help="documents per step")
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--warmup-steps", type=int, default=150)
+    parser.add_argument("--stage1-steps", type=int, default=3200,
+                        help="stage 1 (synthetic only, fresh model) optimizer steps")
+    parser.add_argument("--stage1-learning-rate", type=float, default=2e-3)
+    parser.add_argument("--stage1-warmup-steps", type=int, default=150)
+    parser.add_argument("--base", type=Path, default=None,
+                        help="skip stage 1 and start stage 2 from this checkpoint (e.g. a stage-1 model kept from "
+                             "an earlier run); the architecture flags then do not apply")
+    parser.add_argument("--steps", type=int, default=2800,
+                        help="stage 2 (real-ner + synthetic) optimizer steps (one pass over the mix)")
+    parser.add_argument("--batch-size", type=int, default=48, help="documents (windows) per step")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="stage 2 peak learning rate")
+    parser.add_argument("--warmup-steps", type=int, default=100, help="stage 2 warm-up steps")
     parser.add_argument("--composed", type=float, default=0.75,
                         help="share of training documents composed from clause frames (see synthetic.generate)")
-    parser.add_argument("--gaps", type=float, default=0.15,
+    parser.add_argument("--gaps", type=float, default=0.2,
                         help="share of synthetic training documents aimed at real-text gaps (see synthetic.generate)")
     parser.add_argument("--validation-examples", type=int, default=600)
     parser.add_argument("--eval-examples", type=int, default=2000, help="held-out-template documents to score")
@@ -112,7 +121,6 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    architecture = architecture_of(args)
     real_train = read_real_ner(args.real_ner, "train") if args.real_ner is not None else []
     real_records = real_train * args.real_repeats
     n_train = args.steps * args.batch_size
@@ -121,31 +129,52 @@ def main(argv=None) -> int:
         raise SystemExit(f"--steps {args.steps} x --batch-size {args.batch_size} holds fewer documents than "
                          f"{args.real_repeats} passes over {len(real_train)} real-ner windows; raise --steps or "
                          "lower --real-repeats")
-    log(f"generating {n_synthetic} synthetic training documents (+ {len(real_train)} real-ner windows x "
-        f"{args.real_repeats}), {args.validation_examples} validation and {args.eval_examples} held-out documents")
-    train = generate(n_synthetic, seed=args.seed, templates="train", composed=args.composed,
-                     gaps=args.gaps) + real_records
     validation = generate(args.validation_examples, seed=args.seed + 1, templates="train", composed=args.composed,
                           gaps=args.gaps)
     heldout = generate(args.eval_examples, seed=args.seed + 2, templates="heldout")
     real_validation = (read_real_ner(args.real_ner, "validation")
                        if args.real_ner is not None and (args.real_ner / "validation.jsonl").is_file() else None)
-
-    model = init_compact_model(**architecture, doc_class_names=KINDS, seed=args.seed)
-    n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {n_params / 1e6:.2f}M parameters, {architecture}")
+    common = dict(validation_path=validation, epochs=1, batch_size=args.batch_size, lr_schedule="cosine", n_ctx=256,
+                  device="cpu", seed=args.seed, doc_classes=KINDS, doc_loss_weight=0.5, output_param_dtype="float16",
+                  overwrite=True, progress=True,
+                  on_epoch_end=lambda record: log(f"epoch {record['epoch']}: {json.dumps(record)}"))
 
     work = Path(tempfile.mkdtemp(prefix="pii-frames-default-model-"))
+    stage1_seconds = None
     try:
-        result = finetune(
-            train, work / "checkpoint", base=model, validation_path=validation, epochs=1,
-            batch_size=args.batch_size, lr=args.learning_rate, lr_schedule="cosine", warmup_steps=args.warmup_steps,
-            n_ctx=256, device="cpu", seed=args.seed, doc_classes=KINDS, doc_loss_weight=0.5,
-            output_param_dtype="float16", overwrite=True, progress=True,
-            on_epoch_end=lambda record: log(f"epoch {record['epoch']}: {json.dumps(record)}"),
-        )
+        if args.base is None:
+            # Stage 1, the synthetic-only recipe of the previous default: a fresh model learns the structured kinds.
+            architecture = architecture_of(args)
+            model = init_compact_model(**architecture, doc_class_names=KINDS, seed=args.seed)
+            log(f"stage 1: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {architecture}; "
+                f"generating {args.stage1_steps * args.batch_size} synthetic documents")
+            stage1_train = generate(args.stage1_steps * args.batch_size, seed=args.seed, templates="train",
+                                    composed=args.composed)
+            stage1 = finetune(stage1_train, work / "stage1", base=model, lr=args.stage1_learning_rate,
+                              warmup_steps=args.stage1_warmup_steps, **common)
+            stage1_seconds = stage1.summary["elapsed_s"]
+            del stage1_train, model
+            base = work / "stage1"
+            log(f"stage 1 trained in {stage1_seconds:.0f}s")
+        else:
+            base = args.base
+            log(f"stage 1 skipped: starting from {base}")
+        # Stage 2: real-ner's training windows mixed into fresh synthetic documents (with the gap documents).
+        log(f"stage 2: generating {n_synthetic} synthetic documents (+ {len(real_train)} real-ner windows x "
+            f"{args.real_repeats})")
+        train = generate(n_synthetic, seed=args.seed + 10, templates="train", composed=args.composed,
+                         gaps=args.gaps) + real_records
+        result = finetune(train, work / "checkpoint", base=str(base), lr=args.learning_rate,
+                          warmup_steps=args.warmup_steps, **common)
+        del train
         train_seconds = result.summary["elapsed_s"]
-        log(f"trained in {train_seconds:.0f}s")
+        log(f"stage 2 trained in {train_seconds:.0f}s")
+        config = json.loads((work / "checkpoint" / "config.json").read_text(encoding="utf-8"))
+        architecture = {"hidden_size": config["hidden_size"], "num_hidden_layers": config["num_hidden_layers"],
+                        "num_experts": config["num_experts"], "experts_per_token": config["experts_per_token"],
+                        "head_dim": config["head_dim"], "num_attention_heads": config["num_attention_heads"],
+                        "num_key_value_heads": config["num_key_value_heads"],
+                        "context": config["bidirectional_left_context"], "vocab_size": config["vocab_size"]}
 
         clear_model_cache()
         detector = load(str(work / "checkpoint"), device="cpu")
@@ -171,8 +200,11 @@ def main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         for name in SHIPPED_FILES:
             shutil.copyfile(work / "checkpoint" / name, args.out / name)
+        detector_params = sum(p.numel() for p in detector.model.parameters())
         figures = {
-            "parameters": n_params,
+            "parameters": detector_params,
+            "stage1_seconds": stage1_seconds,
+            "stage1_base": None if args.base is None else str(args.base),
             "architecture": architecture,
             "train_examples": n_train,
             "synthetic_examples": n_synthetic,
