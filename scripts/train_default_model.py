@@ -51,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--base", type=Path, default=None,
                         help="skip stage 1 and start stage 2 from this checkpoint (e.g. a stage-1 model kept from "
                              "an earlier run); the architecture flags then do not apply")
-    parser.add_argument("--steps", type=int, default=2800,
+    parser.add_argument("--steps", type=int, default=3600,
                         help="stage 2 (real-ner + synthetic) optimizer steps (one pass over the mix)")
     parser.add_argument("--batch-size", type=int, default=48, help="documents (windows) per step")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="stage 2 peak learning rate")
