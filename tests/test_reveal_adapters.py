@@ -317,6 +317,24 @@ def test_cli_reveal_errors(data, tmp_path, capsys, monkeypatch):
     assert (code, out) == (0, "Ada / Bob\n"), err
 
 
+def test_cli_reveal_empty_table_and_usage(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PII_CLI_KEY", KEY)
+    pq.write_table(pa.table({"id": pa.array([], pa.int64()), "body": pa.array([], pa.large_string())}),
+                   tmp_path / "empty.parquet")
+    code, _, err = run_cli(["reveal", str(tmp_path / "empty.parquet"), "-c", "body", "-o", str(tmp_path / "o.jsonl"),
+                            "--key-env", "PII_CLI_KEY"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "o.jsonl").read_text() == ""
+    code, _, err = run_cli(["reveal", str(tmp_path / "empty.parquet"), "-c", "body", "-o", str(tmp_path / "o.parquet"),
+                            "--key-env", "PII_CLI_KEY"], capsys)
+    assert code == 0 and pq.read_schema(tmp_path / "o.parquet").field("body").type == pa.string()
+    code, _, err = run_cli(["reveal", str(tmp_path / "empty.parquet"), "-c", "nope", "-o", str(tmp_path / "x.parquet"),
+                            "--key-env", "PII_CLI_KEY"], capsys)
+    assert code == 1 and "'nope'" in err
+    code, _, err = run_cli(["reveal", "text", "-o", str(tmp_path / "x.parquet"), "--key-env", "PII_CLI_KEY"], capsys)
+    assert code == 2 and "--column" in err
+
+
 def test_cli_reveal_as_a_process(data):
     texts, _, encrypted, _ = data
     env = dict(os.environ, PII_PROC_KEY=KEY)

@@ -234,7 +234,7 @@ class EncryptionKey:
             >>> key.decrypt(key.encrypt("secret", "hunter2").replace("SECRET", "PASSWORD"))
             Traceback (most recent call last):
             ...
-            pii_frames.redact.encryption.RevealError: token <PASSWORD:v1:FYLY2Aoq:…> does not decrypt: the key for key id 'FYLY2Aoq' is not the one that made it, or the token was changed (label, key id or payload)
+            pii_frames.redact.encryption.RevealError: token <PASSWORD:v1:FYLY2Aoq:ymOkJU5D…> does not decrypt: the key for key id 'FYLY2Aoq' is not the one that made it, or the token was changed (label, key id or payload)
         """
         match = ENCRYPTED_TOKEN_RE.fullmatch(token) if isinstance(token, str) else None
         if match is None:
@@ -274,7 +274,8 @@ def _payload_bytes(payload: str) -> bytes | None:
 
 
 def _short(match: re.Match) -> str:
-    return f"<{match.group('label')}:v1:{match.group('key_id')}:…>"
+    # The payload's head (ciphertext, not secret) lets users find the row, e.g. with SQL LIKE.
+    return f"<{match.group('label')}:v1:{match.group('key_id')}:{match.group('payload')[:8]}…>"
 
 
 def _shown(value: Any) -> str:
@@ -432,7 +433,7 @@ def reveal(text: str | None, *, key: Any = None, keys: Any = None, on_error: str
         >>> reveal(f"call {token}", key="wrong")
         Traceback (most recent call last):
         ...
-        pii_frames.redact.encryption.RevealError: token <PRIVATE_PHONE:v1:k1:…> does not decrypt: the key for key id 'k1' is not the one that made it, or the token was changed (label, key id or payload)
+        pii_frames.redact.encryption.RevealError: token <PRIVATE_PHONE:v1:k1:qN0jKaUZ…> does not decrypt: the key for key id 'k1' is not the one that made it, or the token was changed (label, key id or payload)
     """
     _check_on_error(on_error)
     ring = _key_ring(key, keys)
