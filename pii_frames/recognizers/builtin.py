@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .custom import Recognizer
 
-__all__ = ["BUILTIN_NAMES", "BUILTINS", "PHONE_CONTEXT", "builtin"]
+__all__ = ["BUILTIN_NAMES", "BUILTINS", "PHONE_CONTEXT", "TRIGGERS", "builtin"]
 
 # Words that make a digit run a phone number (raise), or an order/reference number (lower below 0.5).
 PHONE_CONTEXT: dict[str, float] = {
@@ -122,7 +122,8 @@ BUILTINS: tuple[Recognizer, ...] = (
     ),
     Recognizer(
         name="payment_card", label="account_number", validator="payment_card", score=0.97,
-        regex=r"(?<![\w+-])(?:\d{4}(?P<s>[ -]?)\d{4}(?P=s)\d{4}(?P=s)\d{1,4}(?:(?P=s)\d{1,3})?"
+        # (?<!\d[ -]): not from inside a longer run of digit groups (the tail of a rejected IBAN or card).
+        regex=r"(?<![\w+-])(?<!\d[ -])(?:\d{4}(?P<s>[ -]?)\d{4}(?P=s)\d{4}(?P=s)\d{1,4}(?:(?P=s)\d{1,3})?"
               r"|\d{4}(?P<a>[ -]?)\d{6}(?P=a)\d{4,5}|\d{13,19})(?![\w-])",
     ),
     Recognizer(
@@ -137,9 +138,40 @@ BUILTINS: tuple[Recognizer, ...] = (
     Recognizer(
         name="phone", label="private_phone", extractor="phone", score=0.8, context=PHONE_CONTEXT,
         context_window=(32, 0),
-        regex=r"(?<![\w+.-])(?:\+|\b00)?\(?\d[\d \t().\-/\u00a0]{5,24}\d(?![\w])",
+        # Dates (2024-05-01, 05/12/2023) are no candidates: phonenumbers would read some as numbers.
+        regex=r"(?<![\w+.-])(?<!\d[ \t.\-/])(?!(?:19|20)\d\d-\d\d-\d\d(?!\d)|\d\d?[/.]\d\d?[/.](?:19|20)\d\d(?![\d./-]))"
+              r"(?:\+|\b00)?\(?\d[\d \t().\-/\u00a0]{5,24}\d(?:[ \t]?(?:x|ext\.?|#)[ \t]?\d{1,6})?(?![\w])",
     ),
 )
+
+# Cheap tests a text must pass for a built-in to possibly match it (each is implied by the
+# recognizer's regex), so that the one combined pass only carries the recognizers that can fire.
+# A built-in whose regex was changed (a user's variant under the same name) loses its trigger.
+TRIGGERS: dict[str, str] = {
+    "pem_private_key": "-----BEGIN",
+    "jwt": "eyJ",
+    "aws_access_key": "re:A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|ROA|PKA|SCA)",
+    "github_token": "_",
+    "gitlab_token": "-",
+    "slack_token": "-",
+    "slack_webhook": "hooks.slack.com",
+    "stripe_key": "_",
+    "openai_key": "T3BlbkFJ",
+    "anthropic_key": "sk-ant-",
+    "password_assignment": "re:[=:]",
+    "email": "@",
+    "url": "re:(?i)://|www\\.",
+    "ipv4": "re:\\d\\.\\d",
+    "ipv6": "re::.*:",
+    "iban": "re:[A-Z]{2}\\d{2}",
+    "uk_nino": "re:[A-Z]{2} ?\\d{2}",
+    "fr_insee": "re:\\d(?:[ .]?[\\dABab]){12}",
+    "us_ssn": "re:\\d{3}[- ]\\d{2}[- ]\\d{4}",
+    "us_ssn_unformatted": "re:\\d{9}",
+    "payment_card": "re:\\d(?:[ -]?\\d){12}",
+    "de_steuer_id": "re:\\d(?:[ /]?\\d){10}",
+    "phone": "re:\\d[\\d \\t().\\-/\\u00a0]{5,24}\\d",
+}
 
 BUILTIN_NAMES: tuple[str, ...] = tuple(r.name for r in BUILTINS)
 _BY_NAME = {r.name: r for r in BUILTINS}

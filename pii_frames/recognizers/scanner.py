@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import phonenumbers
 import stdnum
 
+from .builtin import BUILTINS, TRIGGERS
 from .custom import VALIDATORS, Recognizer
 from .merge import SourcedSpan
 
@@ -36,6 +37,10 @@ _NAMED_GROUP = re.compile(r"(?<!\\)((?:\\\\)*)\(\?P(<|=)([A-Za-z_][A-Za-z0-9_]*)
 _NUMBERED_BACKREF = re.compile(r"(?<!\\)(?:\\\\)*\\[1-9]|\(\?\(")
 _URL_TRAILING = ".,;:!?'\"*"
 _PHONE_LENIENCY = phonenumbers.Leniency.VALID
+_MISSING = object()
+_MAX_SUBSET_PATTERNS = 512
+_BUILTIN_BY_NAME = {r.name: r for r in BUILTINS}
+_PHONE_LOOKAHEAD = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,17 +83,51 @@ def _context_pattern(recognizer: Recognizer) -> re.Pattern[str] | None:
 
 @dataclass(frozen=True, eq=False)
 class Compiled:
-    """The combined pattern, the branches in it (priority order, by group name) and those with their own pass."""
+    """The combined pattern, the branches in it (priority order, by group name) and those with their own pass.
+
+    ``parts[i]`` is branch ``i``'s piece of the alternation. ``always`` has the bits of
+    branches without a trigger; ``triggers`` pairs a cheap test with the bits of the
+    branches it gates. ``patterns`` caches the alternation of each subset of branches
+    that texts have needed (the full one under the mask of all bits).
+    """
 
     pattern: re.Pattern[str] | None
     branches: tuple[Branch, ...]
     separate: tuple[Branch, ...]
     lookup: dict[str, tuple[int, Branch]]
+    parts: tuple[str, ...] = ()
+    always: int = 0
+    triggers: tuple[tuple[Callable[[str], object], int], ...] = ()
+    patterns: dict[int, re.Pattern[str] | None] = field(default_factory=dict)
+
+    def pattern_for(self, text: str) -> re.Pattern[str] | None:
+        """The alternation of the branches whose triggers ``text`` passes."""
+        mask = self.always
+        for test, bits in self.triggers:
+            if bits & ~mask and test(text):
+                mask |= bits
+        pattern = self.patterns.get(mask, _MISSING)
+        if pattern is _MISSING:
+            if len(self.patterns) > _MAX_SUBSET_PATTERNS:
+                full = (1 << len(self.parts)) - 1
+                self.patterns.clear()
+                self.patterns[full] = self.pattern
+            chosen = [part for i, part in enumerate(self.parts) if mask >> i & 1]
+            pattern = self.patterns[mask] = re.compile("|".join(chosen)) if chosen else None
+        return pattern
+
+
+def _trigger_test(spec: str) -> Callable[[str], object]:
+    if spec.startswith("re:"):
+        return re.compile(spec[3:]).search
+    return lambda text: spec in text
 
 
 def compile_branches(recognizers: tuple[Recognizer, ...]) -> Compiled:
     """Compile ``recognizers`` (priority order) for :func:`find_spans`."""
     combined_parts, combined, separate = [], [], []
+    trigger_bits: dict[str, int] = {}
+    always = 0
     for index, recognizer in enumerate(recognizers):
         group = f"r{index}"
         own = re.compile(recognizer.pattern)
@@ -104,6 +143,13 @@ def compile_branches(recognizers: tuple[Recognizer, ...]) -> Compiled:
         if source is None:
             separate.append(Branch(group=group, value_groups=(), **branch_args))
             continue
+        bit = 1 << len(combined_parts)
+        original = _BUILTIN_BY_NAME.get(recognizer.name)
+        spec = TRIGGERS.get(recognizer.name) if original is not None and original.pattern == recognizer.pattern else None
+        if spec is None:
+            always |= bit
+        else:
+            trigger_bits[spec] = trigger_bits.get(spec, 0) | bit
         combined_parts.append(f"(?P<{group}>{source})")
         combined.append((group, branch_args))
     pattern = re.compile("|".join(combined_parts)) if combined_parts else None
@@ -111,7 +157,10 @@ def compile_branches(recognizers: tuple[Recognizer, ...]) -> Compiled:
         Branch(group=group, value_groups=_value_groups(pattern, group + "_"), **args) for group, args in combined
     )
     lookup = {b.group: (i, b) for i, b in enumerate(branches)}
-    return Compiled(pattern, branches, tuple(separate), lookup)
+    triggers = tuple((_trigger_test(spec), bits) for spec, bits in trigger_bits.items())
+    compiled = Compiled(pattern, branches, tuple(separate), lookup, tuple(combined_parts), always, triggers)
+    compiled.patterns[(1 << len(combined_parts)) - 1] = pattern
+    return compiled
 
 
 def _context_score(branch: Branch, text: str, start: int, end: int) -> float:
@@ -153,9 +202,15 @@ def _candidates(branch: Branch, text: str, m: re.Match[str], groups: tuple[str, 
     """(start, end) pieces of a match that the branch's extractor proposes for validation."""
     extractor = branch.recognizer.extractor
     if extractor == "phone":
-        start = m.start()
-        for found in phonenumbers.PhoneNumberMatcher(m.group(), region, leniency=_PHONE_LENIENCY):
-            yield start + found.start, start + found.end
+        start, end = m.start(), m.end()
+        if _is_whole_phone(m.group(), region):
+            yield start, end
+            return
+        # A few characters past the candidate let phonenumbers see a time suffix (":05") and reject a timestamp.
+        window = text[start:end + _PHONE_LOOKAHEAD]
+        for found in phonenumbers.PhoneNumberMatcher(window, region, leniency=_PHONE_LENIENCY):
+            if start + found.end <= end:
+                yield start + found.start, start + found.end
         return
     for name in groups:
         if m.group(name) is not None:
@@ -172,6 +227,27 @@ def _candidates(branch: Branch, text: str, m: re.Match[str], groups: tuple[str, 
             yield start, end
     else:
         yield start, end
+
+
+def _is_whole_phone(candidate: str, region: str) -> bool:
+    """Fast path: the whole candidate is a valid number of the region its country code points to first.
+
+    ``is_valid_number`` tries every region sharing a country code (25 for +1); the
+    default region's (or the code's main region's) check alone settles most valid
+    numbers. Anything else goes to PhoneNumberMatcher, which also finds numbers
+    inside a longer candidate.
+    """
+    if candidate[0] not in "+(0123456789" or candidate.startswith("00"):
+        return False
+    try:
+        number = phonenumbers.parse(candidate, region)
+    except phonenumbers.NumberParseException:
+        return False
+    if number.country_code == phonenumbers.country_code_for_region(region):
+        main = region
+    else:
+        main = phonenumbers.region_code_for_country_code(number.country_code)
+    return phonenumbers.is_valid_number_for_region(number, main)
 
 
 def _emit(branch: Branch, text: str, m: re.Match[str], groups: tuple[str, ...], region: str) -> list[SourcedSpan]:
@@ -193,7 +269,8 @@ def _emit(branch: Branch, text: str, m: re.Match[str], groups: tuple[str, ...], 
 def find_spans(text: str, compiled: Compiled, region: str) -> list[SourcedSpan]:
     """All accepted spans of ``text``, non-overlapping, sorted by start (see the module docstring)."""
     spans: list[SourcedSpan] = []
-    pattern, branches, separate, lookup = compiled.pattern, compiled.branches, compiled.separate, compiled.lookup
+    branches, separate, lookup = compiled.branches, compiled.separate, compiled.lookup
+    pattern = compiled.pattern_for(text)
     if pattern is not None:
         search, pos, length = pattern.search, 0, len(text)
         while pos < length:
