@@ -18,6 +18,9 @@ SQL signatures:
 - ``pii_category(VARCHAR) -> VARCHAR`` (NULL without a document head)
 - ``pii_detect(VARCHAR) -> STRUCT(redacted_text VARCHAR, spans ...[],
   category VARCHAR, labels VARCHAR[])``
+- ``pii_reveal(VARCHAR) -> VARCHAR``: ``Policy("encrypt")`` tokens restored
+  (registered only when ``register(..., reveal_key=...)`` or ``reveal_keys=``
+  is given; it never runs the model)
 
 They are vectorized Arrow UDFs: DuckDB hands over up to a vector (2,048 rows)
 at a time and the engine batches, deduplicates and caches inside. NULL in
@@ -35,7 +38,7 @@ import pyarrow.compute as pc
 
 from pii_frames.arrow import detect_array, split_options
 
-__all__ = ["FUNCTION_NAMES", "register", "unregister"]
+__all__ = ["FUNCTION_NAMES", "REVEAL_FUNCTION", "register", "unregister"]
 
 SPAN_SQL_TYPE = 'STRUCT(label VARCHAR, start INTEGER, "end" INTEGER, text VARCHAR, score DOUBLE)'
 SPANS_SQL_TYPE = SPAN_SQL_TYPE + "[]"
@@ -50,6 +53,8 @@ FUNCTION_NAMES: dict[str, tuple[str | None, str]] = {
     "pii_category": ("category", "VARCHAR"),
     "pii_detect": (None, DETECT_SQL_TYPE),
 }
+
+REVEAL_FUNCTION = "pii_reveal"
 
 # DuckDB keeps only a borrowed handle to a Python UDF in some paths (a dropped
 # callable can crash the process), so every registered callable stays referenced
@@ -80,7 +85,41 @@ class _ArrowUDF:
         return pc.struct_field(result, self.field)
 
 
-def register(con: duckdb.DuckDBPyConnection, model: Any = None, **options: Any) -> duckdb.DuckDBPyConnection:
+class _RevealUDF:
+    """``pii_reveal``: encrypted tokens restored; the keys stay out of ``repr``."""
+
+    def __init__(self, key: Any, keys: Any, on_error: str):
+        from pii_frames.redact.encryption import _check_on_error, _key_ring
+
+        _check_on_error(on_error)
+        self.ring = _key_ring(key, keys)
+        self.on_error = on_error
+
+    def __repr__(self) -> str:
+        return f"pii_frames.duckdb.{REVEAL_FUNCTION}({self.ring!r}, on_error={self.on_error!r})"
+
+    def __call__(self, values: pa.ChunkedArray) -> pa.Array:
+        from pii_frames.redact.encryption import RevealError, reveal_arrow
+
+        try:
+            return reveal_arrow(values, keys=self.ring, on_error=self.on_error, name=f"argument of {REVEAL_FUNCTION}")
+        except RevealError as error:
+            # DuckDB hands over one vector at a time, so a row number would not point at the table's row;
+            # the token's head in the reason does (WHERE body LIKE '%<head>%').
+            raise RevealError(
+                f"{REVEAL_FUNCTION}: {error.reason} (pass reveal_on_error='null' to register() for NULL instead)"
+            ) from None
+
+
+def register(
+    con: duckdb.DuckDBPyConnection,
+    model: Any = None,
+    *,
+    reveal_key: Any = None,
+    reveal_keys: Any = None,
+    reveal_on_error: str = "raise",
+    **options: Any,
+) -> duckdb.DuckDBPyConnection:
     """Register ``pii_redact``, ``pii_spans``, ``pii_category`` and ``pii_detect`` on ``con``.
 
     ``model`` is a checkpoint directory, a model name, a loaded Detector or
@@ -91,6 +130,19 @@ def register(con: duckdb.DuckDBPyConnection, model: Any = None, **options: Any) 
     ``device``/``dtype``/other :func:`pii_frames.load` options. Calling it
     again replaces the functions (for example with other options). Returns
     ``con``.
+
+    ``reveal_key`` (a secret) or ``reveal_keys`` (``{key_id: secret}``) also
+    registers ``pii_reveal(VARCHAR) -> VARCHAR``, which restores
+    ``Policy("encrypt")`` tokens; ``reveal_on_error="null"`` gives NULL (and a
+    warning) for rows it cannot reveal instead of an error naming the row.
+    Without a key ``pii_reveal`` is not registered (and removed if it was).
+
+    >>> import duckdb, pii_frames.duckdb
+    >>> from pii_frames import Policy
+    >>> token = Policy("encrypt", key="s3cret").replacement("private_person", "Ada")
+    >>> con = pii_frames.duckdb.register(duckdb.connect(), reveal_key="s3cret")
+    >>> con.execute("SELECT pii_reveal(?)", [f"Hi {token}"]).fetchone()
+    ('Hi Ada',)
 
     >>> import duckdb, pii_frames.duckdb
     >>> con = pii_frames.duckdb.register(duckdb.connect(), output_mode="redacted")  # doctest: +SKIP
@@ -106,6 +158,9 @@ def register(con: duckdb.DuckDBPyConnection, model: Any = None, **options: Any) 
     functions = {
         name: _ArrowUDF(name, field, model, options) for name, (field, _sql_type) in FUNCTION_NAMES.items()
     }
+    reveal = None
+    if reveal_key is not None or reveal_keys is not None:
+        reveal = _RevealUDF(reveal_key, reveal_keys, reveal_on_error)
     with _LIVE_LOCK:
         for name, (_field, sql_type) in FUNCTION_NAMES.items():
             _remove_if_present(con, name)
@@ -118,6 +173,18 @@ def register(con: duckdb.DuckDBPyConnection, model: Any = None, **options: Any) 
                 null_handling="special",
                 side_effects=False,
             )
+        _remove_if_present(con, REVEAL_FUNCTION)
+        if reveal is not None:
+            con.create_function(
+                REVEAL_FUNCTION,
+                reveal,
+                ["VARCHAR"],
+                "VARCHAR",
+                type="arrow",
+                null_handling="special",
+                side_effects=False,
+            )
+            functions = dict(functions, **{REVEAL_FUNCTION: reveal})
         _LIVE_FUNCTIONS[id(con)] = functions
     return con
 
@@ -129,7 +196,7 @@ def unregister(con: duckdb.DuckDBPyConnection) -> None:
     >>> pii_frames.duckdb.unregister(duckdb.connect())
     """
     with _LIVE_LOCK:
-        for name in FUNCTION_NAMES:
+        for name in (*FUNCTION_NAMES, REVEAL_FUNCTION):
             _remove_if_present(con, name)
         _LIVE_FUNCTIONS.pop(id(con), None)
 

@@ -165,10 +165,15 @@ class PiiSeriesAccessor:
         >>> pd.Series([f"Hi {token}", None], dtype=object).pii.reveal(key="s3cret").tolist()
         ['Hi Ada', None]
         """
-        from pii_frames.redact.encryption import reveal_arrow
+        from pii_frames.redact.encryption import RevealError, reveal_arrow
 
         name = str(self._series.name) if self._series.name is not None else "series"
-        return self._text_output(reveal_arrow(self._arrow_input(), key=key, keys=keys, on_error=on_error, name=name))
+        try:
+            revealed = reveal_arrow(self._arrow_input(), key=key, keys=keys, on_error=on_error, name=name)
+        except RevealError as error:
+            label = self._series.index[error.row]
+            raise RevealError(f"{error.reason} (index label {label!r})", row=error.row, column=name) from None
+        return self._text_output(revealed)
 
     def detect(self, **options: Any) -> pd.DataFrame:
         """All outputs in one pass: a DataFrame with ``redacted_text``, ``spans``, ``category``, ``labels``.

@@ -279,7 +279,9 @@ def reveal_expr(column: str | pl.Expr, *, key: Any = None, keys: Any = None, on_
     ``key``: the secret (str/bytes); ``keys``: ``{key_id: secret}`` when tokens
     of several keys are mixed (rotation). ``on_error="null"`` turns rows with a
     wrong-key, unknown-key-id or damaged token into null with a warning instead
-    of raising an error naming the row. Never runs the model; nulls stay null.
+    of raising an error naming the row (counted within the slice Polars hands
+    over: the whole column except in streaming queries; the error also shows
+    the token's head, to find the row). Never runs the model; nulls stay null.
 
     >>> import polars as pl, pii_frames.polars as pii_pl
     >>> from pii_frames import Policy
