@@ -41,6 +41,7 @@ JOB_FIELDS = (
     "work_dir",
     "audit_destination",
     "detect_options",
+    "overwrite",
 )
 
 
@@ -93,6 +94,8 @@ class PiiSanitizeOperator(BaseOperator):
     :param audit_destination: audit table location (default ``<dest>_pii_audit.parquet`` or
         ``<table>_pii_audit`` in the destination database).
     :param detect_options: extra ``Detector.detect_arrow`` options (``decode_mode``, ``on_error``...).
+    :param overwrite: replace an existing destination or audit that pii_frames did not write
+        (default False: such a run fails before any model work; the source is never replaced).
     :param asset_alias: AssetAlias the output's Asset event is attached to (None: no event).
 
     Returns (XCom) the publish summary: rows, chunks, changed, recomputed, spans_by_label...
@@ -142,6 +145,7 @@ class PiiSanitizeOperator(BaseOperator):
         work_dir: str | None = None,
         audit_destination: str | None = None,
         detect_options: dict[str, Any] | None = None,
+        overwrite: bool = False,
         asset_alias: str | None = DEFAULT_ASSET_ALIAS,
         **kwargs: Any,
     ) -> None:
@@ -161,6 +165,7 @@ class PiiSanitizeOperator(BaseOperator):
         self.work_dir = work_dir
         self.audit_destination = audit_destination
         self.detect_options = detect_options
+        self.overwrite = overwrite
         self.asset_alias = asset_alias
 
     def execute(self, context: "Context") -> dict[str, Any]:
@@ -213,6 +218,7 @@ def pii_sanitize_table(
     work_dir: str | None = None,
     audit_destination: str | None = None,
     detect_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
     asset_alias: str | None = DEFAULT_ASSET_ALIAS,
     pool: str | None = None,
     queue: str | None = None,
@@ -253,6 +259,7 @@ def pii_sanitize_table(
         "work_dir": work_dir,
         "audit_destination": audit_destination,
         "detect_options": detect_options,
+        "overwrite": overwrite,
     }
     placement: dict[str, Any] = {}
     if pool:
