@@ -26,7 +26,10 @@ The mean score reported per column and label is the mean over counted spans.
 Example snippets (at most three per column) are cut from the engine's
 redacted text around a row's first span, always with typed placeholders
 (``<PRIVATE_PERSON>``) whatever the policy's operator, so a report never
-carries a value the model detected.
+carries a value the model detected. In a snippet, every other word with a
+capital letter, a digit or an ``@`` is shown as ``[…]``: a value the model
+missed next to one it found (a first name beside a detected surname) stays
+out of the report too.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ __all__ = [
     "DEFAULT_MIN_SCORE",
     "MAX_EXAMPLES",
     "PLACEHOLDER_RE",
+    "MASKED_WORD",
 ]
 
 DEFAULT_SAMPLE_ROWS = 1000
@@ -71,6 +75,10 @@ SNIPPET_BEFORE = 24
 PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z0-9_]*(?:[_:][^<>\s]*)?>|\*{3,}")
 _WORD_CHAR = re.compile(r"[^\W_]")
 _SPACES = re.compile(r"\s+")
+_TOKEN = re.compile(r"[^\s,;:()\[\]\"]+")
+#: What a snippet shows instead of a word that may belong to a missed value.
+MASKED_WORD = "[…]"
+_MASK_RUN = re.compile(r"\[…\](?:\s*\[…\])+")
 
 
 def scan(
@@ -111,7 +119,7 @@ def scan(
     >>> df = pl.DataFrame({"id": [1, 2], "email": ["maria.lopez@example.com", "john.smith@example.org"]})
     >>> report = pii.scan(df)
     >>> report.column("email").verdict, report.column("email").found_labels, report.column("id").reason
-    ('pii', ['private_email'], 'type i64 is not text')
+    ('pii', ['private_email'], 'type Int64 is not text')
     """
     _check_share("min_share", min_share)
     _check_share("min_score", min_score)
@@ -159,6 +167,11 @@ def _check_share(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
 
 
+# Policy arguments that only say how values are replaced: a scan always shows placeholders.
+_OPERATOR_KEYS = {"operator", "per_label", "key", "key_env", "key_id", "key_source", "mask_char", "keep_last"}
+_SCAN_KEYS = ("labels", "min_score", "allow", "deny")
+
+
 def _scan_policy(policy: Any):
     """The caller's choice of labels, score floor and allow/deny lists, with placeholders as operator."""
     if policy is None:
@@ -166,13 +179,15 @@ def _scan_policy(policy: Any):
     from pii_frames.redact.policy import Policy
 
     if isinstance(policy, Mapping):
-        from pii_frames.arrow import policy_from_mapping
-
-        policy = policy_from_mapping({k: v for k, v in policy.items() if k not in ("operator", "per_label", "key")})
-    if not isinstance(policy, Policy):
+        unknown = sorted(set(policy) - _OPERATOR_KEYS - set(_SCAN_KEYS))
+        if unknown:
+            raise ValueError(f"unknown policy key(s) {unknown}; a scan uses {list(_SCAN_KEYS)}")
+        spec = {key: policy[key] for key in _SCAN_KEYS if key in policy}
+    elif isinstance(policy, Policy):
+        spec = {key: getattr(policy, key) for key in _SCAN_KEYS}
+    else:
         raise TypeError(f"policy must be a pii_frames.Policy or a dict of its arguments, got {type(policy).__name__}")
-    return Policy("placeholder", labels=policy.labels, min_score=policy.min_score, allow=policy.allow,
-                  deny=policy.deny)
+    return Policy("placeholder", **spec)
 
 
 def _select_columns(plans: list[TablePlan], wanted: Sequence[str] | None,
@@ -319,8 +334,14 @@ def _counted_spans(text: str, spans: Iterable[dict], min_score: float) -> list[d
     return counted
 
 
-def _snippet(redacted: str, start: int) -> str:
-    """A short window of the redacted text around ``start``, cut at spaces, placeholders kept whole."""
+def _snippet(redacted: str, start: int) -> tuple[str, int]:
+    """A short window of the redacted text around ``start`` and how many words in it were masked.
+
+    The window is cut at spaces and keeps placeholders whole. Outside
+    placeholders, every word with a capital letter, a digit or an ``@`` is
+    shown as :data:`MASKED_WORD` (runs of them as one): those are the words
+    most likely to be part of a value the model missed.
+    """
     start = max(0, min(start, len(redacted)))
     lo = max(0, start - SNIPPET_BEFORE)
     hi = min(len(redacted), lo + SNIPPET_CHARS)
@@ -338,25 +359,57 @@ def _snippet(redacted: str, start: int) -> str:
         if space != -1 and not any(m.start() < space < m.end() for m in PLACEHOLDER_RE.finditer(redacted, lo, hi)):
             hi = space
     body = _SPACES.sub(" ", redacted[lo:hi]).strip()
-    return ("…" if lo > 0 else "") + body + ("…" if hi < len(redacted) else "")
+    pieces, cursor, masked = [], 0, 0
+    for match in PLACEHOLDER_RE.finditer(body):
+        text, count = _mask_words(body[cursor:match.start()])
+        pieces += [text, match.group()]
+        masked += count
+        cursor = match.end()
+    text, count = _mask_words(body[cursor:])
+    pieces.append(text)
+    masked += count
+    body = _MASK_RUN.sub(MASKED_WORD, "".join(pieces))
+    return ("…" if lo > 0 else "") + body + ("…" if hi < len(redacted) else ""), masked
 
 
-def _pick_examples(candidates: list[tuple[str, str]], found: set[str]) -> list[str]:
-    """Up to :data:`MAX_EXAMPLES` distinct snippets, one per found label first; order-independent."""
-    unique: dict[str, str] = {}
-    for label, snippet in candidates:
-        unique.setdefault(snippet, label)
-    # Sorting makes the choice independent of the order the sample came back in.
-    ordered = sorted(unique.items(), key=lambda item: (item[1] not in found, item[1], len(item[0]), item[0]))
+def _mask_words(text: str) -> tuple[str, int]:
+    count = 0
+
+    def mask(match: re.Match) -> str:
+        nonlocal count
+        word = match.group()
+        if "@" in word or any(ch.isdigit() or ch.isupper() for ch in word):
+            count += 1
+            return MASKED_WORD
+        return word
+
+    return _TOKEN.sub(mask, text), count
+
+
+def _pick_examples(candidates: list[tuple[str, tuple[str, int]]], found: set[str]) -> list[str]:
+    """Up to :data:`MAX_EXAMPLES` distinct snippets, one per found label first.
+
+    Snippets with the fewest masked words come first (each may hide part of a
+    value the model missed), then shorter ones, and further examples never
+    mask more words than the first ones; sorting also makes the choice
+    independent of the order the sample came back in.
+    """
+    unique: dict[str, tuple[str, int]] = {}
+    for label, (snippet, masked) in candidates:
+        unique.setdefault(snippet, (label, masked))
+    ordered = sorted(unique.items(),
+                     key=lambda item: (item[1][0] not in found, item[1][1], item[1][0], len(item[0]), item[0]))
     picked: list[str] = []
     seen_labels: set[str] = set()
-    for snippet, label in ordered:
+    ceiling = 0
+    for snippet, (label, masked) in ordered:
         if label not in seen_labels and len(picked) < MAX_EXAMPLES:
             picked.append(snippet)
             seen_labels.add(label)
-    for snippet, _ in ordered:
+            ceiling = max(ceiling, masked)
+    for snippet, (_, masked) in ordered:
         if len(picked) >= MAX_EXAMPLES:
             break
-        if snippet not in picked:
+        if snippet not in picked and masked <= ceiling:
             picked.append(snippet)
     return picked

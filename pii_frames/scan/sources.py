@@ -522,20 +522,22 @@ class _DuckDBTablePlan(TablePlan):
     def _read(self, names: list[str]) -> pa.Table:
         # A cursor of its own: the caller's connection may be in the middle of a query.
         sql = _duckdb_sample_sql(self.qualified, names, self.sample_rows, self.seed)
-        return _fetch_arrow(self.con.cursor().execute(sql))
+        return _fetch_arrow(self.con.cursor().sql(sql))
 
 
 def _duckdb_connection_source(con: Any, description: str, options: tuple[int, int], *,
                               only: tuple[str, str] | None = None, close: Callable[[], None] | None = None,
                               location: str | None = None) -> Source:
     def tables() -> list[TablePlan]:
-        current = con.execute("SELECT current_database()").fetchone()[0]
+        # A cursor of its own leaves the caller's connection (and any result pending on it) alone.
+        cur = con.cursor()
+        current = cur.execute("SELECT current_database()").fetchall()[0][0]
         query = (
             "SELECT table_catalog, table_schema, table_name FROM information_schema.tables "
             "WHERE table_type = 'BASE TABLE' AND table_catalog NOT IN ('system', 'temp') "
             "ORDER BY table_catalog <> current_database(), table_catalog, table_schema, table_name"
         )
-        found = con.execute(query).fetchall()
+        found = cur.execute(query).fetchall()
         if only is not None:
             everything = found
             found = [row for row in found if row[0] == current and (row[1], row[2]) == only]
@@ -544,14 +546,14 @@ def _duckdb_connection_source(con: Any, description: str, options: tuple[int, in
                 raise ScanError(f"table {only[0]}.{only[1]} not found in {location}; its tables: {listed}")
         plans: list[TablePlan] = []
         for catalog, schema, table in found:
-            info = con.execute(
+            info = cur.execute(
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = ? "
                 "AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
                 [catalog, schema, table],
             ).fetchall()
             qualified = ".".join(quote_identifier(part) for part in (catalog, schema, table))
             shown = f"{schema}.{table}" if catalog == current else f"{catalog}.{schema}.{table}"
-            rows = int(con.execute(f"SELECT count(*) FROM {qualified}").fetchone()[0])
+            rows = int(cur.execute(f"SELECT count(*) FROM {qualified}").fetchall()[0][0])
             columns = [_duckdb_column(c, t) for c, t in info]
             plans.append(_DuckDBTablePlan(con, qualified, shown, columns, rows, *options))
         return plans
