@@ -89,6 +89,7 @@ BUILTINS: tuple[Recognizer, ...] = (
     Recognizer(
         name="ipv4", label="private_url", validator="ipv4", score=0.85,
         context={"version": -0.6, "v": -0.6, "release": -0.6, "build": -0.6, "ip": 0.1, "host": 0.1},
+        context_window=(24, 0),
         regex=r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)",
     ),
     Recognizer(
@@ -122,8 +123,8 @@ BUILTINS: tuple[Recognizer, ...] = (
     ),
     Recognizer(
         name="payment_card", label="account_number", validator="payment_card", score=0.97,
-        # (?<!\d[ -]): not from inside a longer run of digit groups (the tail of a rejected IBAN or card).
-        regex=r"(?<![\w+-])(?<!\d[ -])(?:\d{4}(?P<s>[ -]?)\d{4}(?P=s)\d{4}(?P=s)\d{1,4}(?:(?P=s)\d{1,3})?"
+        # (?<!\d{4}[ -]): not from inside a longer run of 4-digit groups (the tail of an IBAN).
+        regex=r"(?<![\w+-])(?<!\d{4}[ -])(?:\d{4}(?P<s>[ -]?)\d{4}(?P=s)\d{4}(?P=s)\d{1,4}(?:(?P=s)\d{1,3})?"
               r"|\d{4}(?P<a>[ -]?)\d{6}(?P=a)\d{4,5}|\d{13,19})(?![\w-])",
     ),
     Recognizer(

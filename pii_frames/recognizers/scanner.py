@@ -55,6 +55,7 @@ class Branch:
     validate: Callable[[str], bool] | None
     context: re.Pattern[str] | None
     context_deltas: dict[str, float]
+    longest_word: int = 0
 
 
 def _combinable(source: str, prefix: str) -> str | None:
@@ -139,6 +140,7 @@ def compile_branches(recognizers: tuple[Recognizer, ...]) -> Compiled:
         branch_args = dict(
             recognizer=recognizer, own=own, own_value_groups=_value_groups(own, ""), validate=validate,
             context=_context_pattern(recognizer), context_deltas=deltas,
+            longest_word=max((len(w) for w in deltas), default=0),
         )
         if source is None:
             separate.append(Branch(group=group, value_groups=(), **branch_args))
@@ -177,8 +179,11 @@ def _context_score(branch: Branch, text: str, start: int, end: int) -> float:
             if best_distance is None or distance <= best_distance:
                 best_distance, delta = distance, branch.context_deltas[m.group().lower()]
     if after:
-        for m in branch.context.finditer(text, end, min(len(text), end + after)):
+        # Searched past the window by the longest word, so a word cut by the window edge ("v" of "version") is no match.
+        for m in branch.context.finditer(text, end, min(len(text), end + after + branch.longest_word)):
             distance = m.start() - end
+            if distance >= after:
+                break
             if best_distance is None or distance < best_distance:
                 best_distance, delta = distance, branch.context_deltas[m.group().lower()]
             break
