@@ -51,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--base", type=Path, default=None,
                         help="skip stage 1 and start stage 2 from this checkpoint (e.g. a stage-1 model kept from "
                              "an earlier run); the architecture flags then do not apply")
-    parser.add_argument("--steps", type=int, default=3600,
+    parser.add_argument("--steps", type=int, default=2400,
                         help="stage 2 (real-ner + synthetic) optimizer steps (one pass over the mix)")
     parser.add_argument("--batch-size", type=int, default=48, help="documents (windows) per step")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="stage 2 peak learning rate")
@@ -374,6 +374,12 @@ def model_card(figures: dict, previous_card: str | None = None) -> str:
         kept = "\n" + previous_card[previous_card.index(_KEPT_SECTION):].split("\n## ", 2)[0].rstrip() + "\n"
         kept = kept if kept.startswith("\n## ") else "\n" + kept
     final = figures["final"]
+    if figures.get("stage1_base"):
+        stage1_note = ("For the shipped weights stage 1 was not rerun: stage 2 started (`--base`) from the previous "
+                       "default's weights, which are this stage's output (commit 8921c38, byte-identical across runs "
+                       "then).")
+    else:
+        stage1_note = f"Trained in {figures['stage1_seconds'] / 60:.1f} minutes in this run."
     return f"""# pii_frames default model (compact; real and synthetic training text)
 
 The model `pii_frames.load()` falls back to when neither `PII_FRAMES_MODEL` nor a local
@@ -419,14 +425,19 @@ document kinds. It is meant for demos, tests and pipelines that must run anywher
 
 Reproduce with `{command}` (deterministic on CPU for the same torch and faker versions).
 
-* `init_compact_model(...)` (seed {recipe['seed']}), trained with `pii_frames.train.finetune`: fp32 AdamW
-  (weight decay 0.01, gradient clipping 1.0), learning rate {recipe['learning_rate']} with {recipe['warmup_steps']}
-  warm-up steps and cosine decay, {figures['steps']} steps of {recipe['batch_size']} windows (one pass over the
-  shuffled mix, n_ctx 256), token cross-entropy + 0.5 × document-kind cross-entropy (synthetic documents
-  only); stored as float16. {figures['train_tokens']:,} training tokens.
-* Training time: {figures['train_seconds'] / 60:.1f} minutes on one CPU thread (torch {figures['torch_version']}).
-  Final synthetic validation loss {final.get('validation_loss', float('nan')):.4f}, token accuracy
-  {final.get('validation_token_accuracy', float('nan')):.4f}.
+Both stages use `pii_frames.train.finetune`: fp32 AdamW (weight decay 0.01, gradient clipping 1.0), cosine
+decay, n_ctx 256, token cross-entropy + 0.5 × document-kind cross-entropy (synthetic documents only), one pass
+over freshly generated data, stored as float16.
+
+1. **Stage 1** (synthetic only; the previous default's recipe): `init_compact_model(...)` (seed {recipe['seed']}),
+   {recipe['stage1_steps']} steps of {recipe['batch_size']} documents, learning rate {recipe['stage1_learning_rate']} with
+   {recipe['stage1_warmup_steps']} warm-up steps, {recipe['composed']:.0%} composed documents, no gap documents
+   (about 23 minutes on one CPU thread). {stage1_note}
+2. **Stage 2** (real + synthetic): {figures['steps']} steps of {recipe['batch_size']} windows over the shuffled mix
+   above, learning rate {recipe['learning_rate']} with {recipe['warmup_steps']} warm-up steps; {figures['train_tokens']:,}
+   training tokens; {figures['train_seconds'] / 60:.1f} minutes on one CPU thread (torch {figures['torch_version']}) of a
+   2-core machine shared with other jobs. Final synthetic validation loss
+   {final.get('validation_loss', float('nan')):.4f}, token accuracy {final.get('validation_token_accuracy', float('nan')):.4f}.
 
 ## Results
 
