@@ -82,6 +82,13 @@ ENCRYPTED_TOKEN_RE = re.compile(
 # Anything that starts or ends like a token; where it is not part of a whole token, a token was
 # cut or changed (its head, e.g. the label, or its tail, e.g. a ':' or the closing '>').
 _BROKEN_TOKEN_RE = re.compile(r"<[A-Z0-9_]+:v[0-9]+:|[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{22,}>")
+# One pass over a text finds both: whole tokens first at each position, else broken ones. (Neither
+# broken form can contain '<' after its start, so none overlaps a whole token.)
+_SCAN_RE = re.compile(f"(?P<token>{ENCRYPTED_TOKEN_RE.pattern})|(?P<broken>{_BROKEN_TOKEN_RE.pattern})")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Unused low bits of the last character of an unpadded base64 text, by its length mod 4.
+_UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
 KEY_SOURCE_KINDS = ("env", "airflow-variable", "airflow-connection")
 ON_ERROR = ("raise", "null")
 
@@ -178,7 +185,7 @@ class EncryptionKey:
         (True, 'Ada Lovelace')
     """
 
-    __slots__ = ("key_id", "_cipher", "_fingerprint")
+    __slots__ = ("key_id", "_cipher", "_fingerprint", "_labels")
 
     def __init__(self, secret: str | bytes, *, key_id: str | None = None):
         secret = _secret_bytes(secret)
@@ -186,6 +193,7 @@ class EncryptionKey:
         object.__setattr__(self, "_fingerprint", fingerprint)
         object.__setattr__(self, "key_id", fingerprint if key_id is None else _check_key_id(key_id))
         object.__setattr__(self, "_cipher", AESSIV(_derive(secret, _CIPHER_INFO, _AES_SIV_KEY_BYTES)))
+        object.__setattr__(self, "_labels", {})  # label -> (token prefix, associated data), few distinct
 
     def __setattr__(self, name, value):
         raise AttributeError("EncryptionKey is immutable")
@@ -214,12 +222,13 @@ class EncryptionKey:
             >>> key.encrypt("private_email", "a@b.co") == key.encrypt("private_person", "a@b.co")
             False
         """
-        name = placeholder_name(label)
-        sealed = self._cipher.encrypt(
-            value.encode("utf-8", errors="surrogatepass"), [_associated_data(self.key_id, name)]
-        )
-        payload = base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
-        return f"<{name}:{TOKEN_VERSION}:{self.key_id}:{payload}>"
+        known = self._labels.get(label)
+        if known is None:
+            name = placeholder_name(label)
+            known = self._labels[label] = (f"<{name}:{TOKEN_VERSION}:{self.key_id}:", _associated_data(self.key_id, name))
+        prefix, associated = known
+        sealed = self._cipher.encrypt(value.encode("utf-8", errors="surrogatepass"), [associated])
+        return prefix + base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii") + ">"
 
     def decrypt(self, token: str) -> str:
         """The value inside ``token`` (one whole token); RevealError if it does not decrypt.
@@ -262,15 +271,15 @@ def _associated_data(key_id: str, label: str) -> bytes:
 
 
 def _payload_bytes(payload: str) -> bytes | None:
+    unused = _UNUSED_BITS.get(len(payload) % 4)
+    # The last base64 character can carry unused bits; a payload that differs only there decodes
+    # to the same bytes, so only the canonical spelling (unused bits zero) counts as untouched.
+    if unused is None or _B64_ALPHABET.index(payload[-1]) & unused:
+        return None
     try:
-        sealed = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        return binascii.a2b_base64(payload.encode("ascii").translate(_FROM_URLSAFE) + b"=" * (-len(payload) % 4))
     except (binascii.Error, ValueError):
         return None
-    # The last base64 character can carry unused bits; a payload that differs only there decodes
-    # to the same bytes, so only the canonical spelling counts as untouched.
-    if base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii") != payload:
-        return None
-    return sealed
 
 
 def _short(match: re.Match) -> str:
@@ -369,29 +378,22 @@ class KeyRing:
             return None
         if not isinstance(text, str):
             raise TypeError(f"reveal expects text (str or None), got {type(text).__name__}")
-        # Fast path: most texts hold no token at all.
-        if _BROKEN_TOKEN_RE.search(text) is None:
-            return text
         pieces: list[str] = []
         cursor = 0
-        for match in ENCRYPTED_TOKEN_RE.finditer(text):
-            _check_no_broken_token(text, cursor, match.start())
+        for match in _SCAN_RE.finditer(text):
+            if match.group("broken") is not None:
+                at = match.start()
+                raise RevealError(
+                    f"the text holds a truncated or changed token at character {at} "
+                    f"(starting {text[at : at + 32]!r}…); only whole <LABEL:v1:KEYID:PAYLOAD> tokens can be revealed"
+                )
             pieces.append(text[cursor : match.start()])
             pieces.append(self.key_for(match.group("key_id"))._open(match))
             cursor = match.end()
-        _check_no_broken_token(text, cursor, len(text))
+        if not cursor:
+            return text  # no token: unchanged (the same object)
         pieces.append(text[cursor:])
         return "".join(pieces)
-
-
-def _check_no_broken_token(text: str, start: int, end: int) -> None:
-    broken = _BROKEN_TOKEN_RE.search(text[start:end])
-    if broken is not None:
-        at = start + broken.start()
-        raise RevealError(
-            f"the text holds a truncated or changed token at character {at} "
-            f"(starting {text[at : at + 32]!r}…); only whole <LABEL:v1:KEYID:PAYLOAD> tokens can be revealed"
-        )
 
 
 def _key_ring(key: Any, keys: Any) -> KeyRing:
