@@ -8,6 +8,7 @@
     pii-frames table tickets.parquet --column body --out clean.parquet --spans
     pii-frames reveal -f clean.txt --key-env PII_KEY   # restore encrypt-policy tokens (no model)
     pii-frames reveal clean.parquet -c body -o restored.parquet --key-env PII_KEY
+    pii-frames scan warehouse.duckdb --fail-on any     # which tables/columns hold PII (exit 3 if found)
     pii-frames info                                    # which model, where from, device, labels
     pii-frames bench                                   # a few seconds of tokens/s and rows/s
     pii-frames download openai/privacy-filter          # the only command that uses the network
@@ -151,6 +152,27 @@ def build_parser() -> argparse.ArgumentParser:
     reveal.add_argument("--batch-rows", type=int, default=8192, metavar="N", help="rows per batch (default 8192)")
     reveal.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     reveal.set_defaults(handler=cmd_reveal)
+
+    scan = commands.add_parser(
+        "scan", parents=[model], help="find which tables and columns hold personal data",
+        description="Scan a random sample of every text column of SOURCE (Parquet file or folder, CSV, JSONL, "
+        ".duckdb file or duckdb:///file.duckdb::schema.table) and report per column whether it holds PII.",
+    )
+    scan.add_argument("source", metavar="SOURCE", help="file, folder or duckdb:// location to scan")
+    scan.add_argument("--column", "-c", action="append", default=[], metavar="C",
+                      help="scan only this column (repeatable; 'table.column' for databases)")
+    scan.add_argument("--sample-rows", type=int, default=1000, metavar="N", help="rows sampled per table (default 1000)")
+    scan.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random sample (default 0)")
+    scan.add_argument("--min-share", type=float, default=0.05, metavar="F",
+                      help="a label counts when at least this share of sampled rows has it (default 0.05)")
+    scan.add_argument("--min-score", type=float, default=0.5, metavar="F", help="ignore spans scored below (default 0.5)")
+    scan.add_argument("--json", action="store_true", help="print the report as JSON")
+    scan.add_argument("--html", metavar="PATH", help="also write the report as an HTML page")
+    scan.add_argument("--fail-on", metavar="LABELS", help="exit with status 3 when any of these comma-separated "
+                      "labels (or 'any') is found")
+    scan.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                      help="progress bar across columns (default: when stderr is a terminal)")
+    scan.set_defaults(handler=cmd_scan)
 
     info = commands.add_parser("info", parents=[model], help="show the model that would be used")
     info.add_argument("--json", action="store_true", help="machine-readable output")
@@ -668,6 +690,13 @@ def _reveal_empty_schema(source: _Source, columns: Sequence[str]):
     for column in columns:
         schema = schema.set(schema.get_field_index(column), pa.field(column, pa.string()))
     return schema
+
+
+# --------------------------------------------------------------------- scan
+def cmd_scan(args: argparse.Namespace) -> int:
+    from pii_frames.scan.command import run
+
+    return run(args)
 
 
 # --------------------------------------------------------------------- info

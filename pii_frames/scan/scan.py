@@ -92,6 +92,7 @@ def scan(
     progress: bool | None = None,
     min_share: float = DEFAULT_MIN_SHARE,
     min_score: float = DEFAULT_MIN_SCORE,
+    **load_options: Any,
 ) -> ScanReport:
     """Scan ``data`` for personal data and report, per column, whether it holds any and which kinds.
 
@@ -110,6 +111,8 @@ def scan(
     not used (snippets always use placeholders). ``progress`` shows a bar
     across columns (default: when stderr is a terminal). ``min_share`` and
     ``min_score`` set the verdict rule described in :mod:`pii_frames.scan.scan`.
+    Other keywords (``device``, ``dtype``...) go to :func:`pii_frames.load`;
+    the model is loaded only when a column needs it.
 
     Raises :class:`~pii_frames.scan.sources.ScanError` when the input is
     missing or unreadable, when ``columns`` names an unknown column, and when
@@ -138,7 +141,7 @@ def scan(
             if state["detector"] is None:
                 from pii_frames.arrow import resolve_detector
 
-                state["detector"] = resolve_detector(None if model == "" else model)
+                state["detector"] = resolve_detector(None if model == "" else model, **load_options)
             return state["detector"]
 
         results: list[ColumnScan] = []
