@@ -657,7 +657,7 @@ def _reveal_table(args: argparse.Namespace, ring) -> int:
     in_fmt = _format_of(args.text, args.format, "input")
     out_fmt = _format_of(args.out, args.out_format, "output")
     columns = list(dict.fromkeys(args.column))
-    source = _Source(args.text, in_fmt, columns, args.batch_rows, args.encoding)
+    source = _Source(args.text, in_fmt, columns, args.batch_rows, args.encoding, on_error=args.on_error)
     sink = _Sink(args.out, out_fmt)
     last_schema = None
     rows = 0
@@ -684,6 +684,7 @@ def _reveal_table(args: argparse.Namespace, ring) -> int:
 
 
 def _reveal_empty_schema(source: _Source, columns: Sequence[str]):
+    """The output schema for an input without rows: the input's, revealed columns as string."""
     import pyarrow as pa
 
     schema = source.schema
