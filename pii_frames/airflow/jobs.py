@@ -1019,8 +1019,13 @@ class SanitizeJob:
 
     def run(self, *, run_id: str | None = None) -> dict[str, Any]:
         """Plan, sanitize every chunk in this process, then publish. Returns the publish summary."""
+        from pii_frames.io.memory import release_memory
+
         plan = self.plan()
-        results = [self.sanitize_chunk(chunk, run_id=run_id) for chunk in plan]
+        results = []
+        for chunk in plan:
+            results.append(self.sanitize_chunk(chunk, run_id=run_id))
+            release_memory()  # each chunk frees what the last allocated; glibc keeps it unless asked
         return self.publish(plan, results)
 
 
