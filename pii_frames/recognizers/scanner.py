@@ -13,6 +13,7 @@ pass.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -208,14 +209,9 @@ def _candidates(branch: Branch, text: str, m: re.Match[str], groups: tuple[str, 
     extractor = branch.recognizer.extractor
     if extractor == "phone":
         start, end = m.start(), m.end()
-        if _is_whole_phone(m.group(), region):
-            yield start, end
-            return
         # A few characters past the candidate let phonenumbers see a time suffix (":05") and reject a timestamp.
-        window = text[start:end + _PHONE_LOOKAHEAD]
-        for found in phonenumbers.PhoneNumberMatcher(window, region, leniency=_PHONE_LENIENCY):
-            if start + found.end <= end:
-                yield start + found.start, start + found.end
+        for found_start, found_end in _phone_offsets(text[start:end + _PHONE_LOOKAHEAD], end - start, region):
+            yield start + found_start, start + found_end
         return
     for name in groups:
         if m.group(name) is not None:
@@ -232,6 +228,29 @@ def _candidates(branch: Branch, text: str, m: re.Match[str], groups: tuple[str, 
             yield start, end
     else:
         yield start, end
+
+
+@functools.lru_cache(maxsize=8192)
+def _phone_offsets(window: str, length: int, region: str) -> tuple[tuple[int, int], ...]:
+    """Phone numbers in ``window[:length]`` (offsets in it); cached, as columns repeat their values."""
+    candidate = window[:length]
+    if candidate[0] != "+" and sum(c.isdigit() for c in candidate) < _min_national_length(region):
+        # Without a country code every number in the run is read as the region's: too few digits for any.
+        return ()
+    if _is_whole_phone(candidate, region):
+        return ((0, length),)
+    return tuple(
+        (found.start, found.end)
+        for found in phonenumbers.PhoneNumberMatcher(window, region, leniency=_PHONE_LENIENCY)
+        if found.end <= length
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _min_national_length(region: str) -> int:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    lengths = metadata.general_desc.possible_length if metadata is not None else ()
+    return min(lengths, default=1)
 
 
 def _is_whole_phone(candidate: str, region: str) -> bool:
