@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -93,7 +94,12 @@ def test_dbt_deps_and_build_pass_without_touching_the_source_tree(dbt_env):
     assert deps.returncode == 0, deps.stdout[-4000:]
     build = dbt(dbt_env, "build")
     assert build.returncode == 0, build.stdout[-6000:]
-    assert "PASS=8" in build.stdout and "ERROR=0" in build.stdout, build.stdout[-3000:]
+    assert "PASS=9" in build.stdout and "WARN=1" in build.stdout and "ERROR=0" in build.stdout, build.stdout[-3000:]
+    # pii_frames.no_pii: the sanitized note passes; the raw seed's emails fail it (as a warning), row by row
+    assert re.search(r"PASS pii_frames_no_pii_sanitized_contacts_note__", build.stdout), build.stdout[-3000:]
+    warned = re.search(r"WARN (\d+) pii_frames_no_pii_raw_contacts_email__", build.stdout)
+    assert warned and 12 <= int(warned.group(1)) <= 24, build.stdout[-3000:]
+    assert f"Got {warned.group(1)} results, configured to warn if != 0" in build.stdout
     assert git_status(REPO / "dbt_macros") == before
 
     with duckdb.connect(dbt_env["PII_FRAMES_DBT_DUCKDB_PATH"], read_only=True) as con:
@@ -103,6 +109,17 @@ def test_dbt_deps_and_build_pass_without_touching_the_source_tree(dbt_env):
     assert raw.keys() == clean.keys()
     assert not [i for i, email in raw.items() if email in clean[i]]
     assert null_notes == [(1,)]
+
+    # the no_pii test's failing rows (what store_failures would keep) hold redacted values only
+    compiled = next(Path(dbt_env["DBT_TARGET_PATH"]).rglob("pii_frames_no_pii_raw_contacts_email__*.sql"))
+    from pii_frames.duckdb import register
+
+    with duckdb.connect(dbt_env["PII_FRAMES_DBT_DUCKDB_PATH"], read_only=True) as con:
+        register(con, device="cpu")
+        failures = con.execute(compiled.read_text()).fetchall()
+    assert len(failures) == int(warned.group(1))
+    assert all(labels == ["private_email"] and spans >= 1 for _, labels, spans in failures)
+    assert not [email for email in raw.values() if any(email in str(row) for row in failures)]
 
 
 def test_macros_fail_clearly_on_other_adapters(dbt_env):
