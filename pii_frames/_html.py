@@ -167,13 +167,14 @@ def _texts_from(data: Any, column: str | None) -> list:
             data = data[column]
         except (KeyError, TypeError, Exception) as error:  # frame libraries raise their own types
             raise KeyError(f"column {column!r} not found in the given data: {error}") from None
-    for method in ("to_pylist", "to_list"):  # pyarrow, Polars
-        if hasattr(data, method):
-            return list(getattr(data, method)())
-    if hasattr(data, "tolist"):  # pandas, NumPy
+    if type(data).__module__.split(".")[0] in ("pandas", "numpy"):
+        # pandas' missing markers (NaN, pd.NA, NaT) are nulls; checked before to_list, which pandas also has.
         import pandas as pd
 
         return [None if (v is None or (not isinstance(v, str) and pd.isna(v))) else v for v in data.tolist()]
+    for method in ("to_pylist", "to_list"):  # pyarrow, Polars
+        if hasattr(data, method):
+            return list(getattr(data, method)())
     if isinstance(data, str):
         return [data]
     return list(data)

@@ -9,8 +9,10 @@ the model live) and convert the result back. Nothing here batches or caches.
 Output types (the same in every adapter):
 
 - redacted text: ``string``
-- spans: ``list<struct<label: string, start: int32, end: int32, text: string,
-  score: double>>``, offsets in Python code points, end-exclusive
+- spans: ``list<struct<label: string, start: int32, end: int32, score: double,
+  source: string>>``, offsets in Python code points, end-exclusive; no raw
+  text unless ``with_text=True`` (which appends ``text: string`` and writes
+  raw PII: never for a table you publish)
 - category: ``string`` (null when the model has no document head)
 - detect: ``struct<redacted_text, spans, category, labels: list<string>>``
 
@@ -27,7 +29,6 @@ Nulls stay nulls in every output. Example::
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # The engine declares the output types once (re-exported here for users).
-from pii_frames.engine.schema import DETECT_TYPE, SPAN_TYPE, SPANS_TYPE
+from pii_frames.engine.schema import DETECT_TYPE, SPAN_TYPE, SPANS_TYPE, detect_type, is_text_type
+from pii_frames.redact.policy import as_policy
 
 if TYPE_CHECKING:
     from pii_frames.engine.detector import Detector
@@ -61,7 +63,7 @@ __all__ = [
 
 # Keyword arguments that configure one detection call; every other keyword an
 # adapter receives configures the model (pii_frames.load: device, dtype, ...).
-DETECT_OPTIONS = ("policy", "output_mode", "decode_mode", "biases", "on_error", "progress")
+DETECT_OPTIONS = ("policy", "output_mode", "decode_mode", "biases", "on_error", "progress", "with_text")
 
 # Names of the columns added next to a text column (the engine's detect_table uses the same).
 SPANS_SUFFIX = "_pii_spans"
@@ -88,39 +90,20 @@ def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
                 detect_options[key] = value
         else:
             load_options[key] = value
-    if isinstance(detect_options.get("policy"), Mapping):
-        detect_options["policy"] = policy_from_mapping(detect_options["policy"])
+    if "policy" in detect_options:
+        detect_options["policy"] = as_policy(detect_options["policy"])
     return load_options, detect_options
-
-
-def policy_from_mapping(spec: Mapping[str, Any]):
-    """Build a :class:`pii_frames.Policy` from a plain mapping (JSON, TOML, dbt config).
-
-    >>> policy_from_mapping({"operator": "mask"}).operator  # doctest: +SKIP
-    'mask'
-    """
-    from pii_frames.redact.policy import Policy
-
-    spec = dict(spec)
-    operator = spec.pop("operator", "placeholder")
-    for list_key in ("labels", "allow", "deny"):
-        if isinstance(spec.get(list_key), list):
-            spec[list_key] = tuple(spec[list_key])
-    try:
-        return Policy(operator, **spec)
-    except TypeError as error:
-        shown = {k: ("<hidden>" if k == "key" else v) for k, v in dict(spec, operator=operator).items()}
-        raise ValueError(f"invalid policy {shown!r}: {error}") from None
 
 
 def resolve_detector(model: Any = None, **load_options: Any) -> Detector:
     """Return the Detector for ``model``: an existing Detector, a checkpoint, a name or None.
 
-    Goes through :func:`pii_frames.load`, whose process-wide cache makes the
-    call cheap after the first one; the model is only loaded when data arrives.
+    Goes through :func:`pii_frames.engine.loading.shared_detector`: one Detector
+    per model argument and options in the process, so its result cache serves
+    the next batch and sibling expressions (redact + spans + category of one
+    column run the model once), and no batch rescans the model caches.
 
-    >>> detector = resolve_detector("/work/shared/fixtures/opf-tiny", device="cpu")  # doctest: +SKIP
-    >>> resolve_detector(detector) is detector  # doctest: +SKIP
+    >>> resolve_detector("default") is resolve_detector("default")
     True
     """
     if model is not None and hasattr(model, "detect_arrow"):
@@ -130,33 +113,9 @@ def resolve_detector(model: Any = None, **load_options: Any) -> Detector:
                 "Detector was passed as model=; pass them to pii_frames.load instead"
             )
         return model
-    from pii_frames.engine.loading import load
+    from pii_frames.engine.loading import shared_detector
 
-    detector = load(model, **load_options)
-    # load() hands out a fresh light Detector each call; keeping one per model and
-    # options lets its result cache serve the next batch and sibling expressions
-    # (redact + spans + category of one column run the model once).
-    key = (detector.model_id, str(detector.device), str(detector.dtype), _options_key(load_options))
-    with _DETECTORS_LOCK:
-        return _DETECTORS.setdefault(key, detector)
-
-
-_DETECTORS: dict[tuple, Detector] = {}
-_DETECTORS_LOCK = threading.Lock()
-
-
-def _options_key(options: Mapping[str, Any]) -> tuple:
-    return tuple(sorted((key, repr(value)) for key, value in options.items()))
-
-
-def _is_text_type(arrow_type: pa.DataType) -> bool:
-    return (
-        pa.types.is_string(arrow_type)
-        or pa.types.is_large_string(arrow_type)
-        or pa.types.is_string_view(arrow_type)
-        or pa.types.is_null(arrow_type)
-        or (pa.types.is_dictionary(arrow_type) and _is_text_type(arrow_type.value_type))
-    )
+    return shared_detector(model, **load_options)
 
 
 def as_text_array(values: ArrayLike, *, name: str = "input") -> pa.Array | pa.ChunkedArray:
@@ -184,7 +143,7 @@ def as_text_array(values: ArrayLike, *, name: str = "input") -> pa.Array | pa.Ch
                 "(str or None); convert them to str first"
             ) from None
     arrow_type = values.type
-    if not _is_text_type(arrow_type):
+    if not is_text_type(arrow_type):
         raise TypeError(
             f"column {name!r} has type {arrow_type}, but PII detection needs text; cast it to string "
             "first (for example pc.cast(column, pa.string()))"
@@ -215,12 +174,13 @@ def _detect_flat(values: ArrayLike, *, name: str, model: Any, options: Mapping[s
     text = as_text_array(values, name=name)
     lengths = _chunk_lengths(text)
     flat = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    load_options, detect_options = split_options(options)
+    out_type = detect_type(bool(detect_options.get("with_text")))
     if len(flat) == 0:
-        return pa.array([], type=DETECT_TYPE), lengths
+        return pa.array([], type=out_type), lengths
     if flat.null_count == len(flat):
         # Nothing to look at: answer without loading a model.
-        return pa.nulls(len(flat), type=DETECT_TYPE), lengths
-    load_options, detect_options = split_options(options)
+        return pa.nulls(len(flat), type=out_type), lengths
     detector = resolve_detector(model, **load_options)
     result = detector.detect_arrow(flat, column=name, **detect_options)
     if isinstance(result, pa.ChunkedArray):
@@ -230,19 +190,19 @@ def _detect_flat(values: ArrayLike, *, name: str, model: Any, options: Mapping[s
             f"the detector returned {len(result)} rows for {len(flat)} rows of column {name!r}; "
             "this is a bug in pii_frames, please report it"
         )
-    return _conform(result), lengths
+    return _conform(result, out_type), lengths
 
 
-def _conform(result: pa.StructArray) -> pa.StructArray:
-    """Return ``result`` with exactly :data:`DETECT_TYPE`, keeping its nulls.
+def _conform(result: pa.StructArray, out_type: pa.StructType) -> pa.StructArray:
+    """Return ``result`` with exactly ``out_type`` (a :func:`detect_type`), keeping its nulls.
 
     Casting field by field (instead of the whole struct) keeps working when
-    the engine adds fields or uses large list/string variants.
+    the engine uses large list/string variants.
     """
-    if result.type == DETECT_TYPE:
+    if result.type == out_type:
         return result
-    fields = [result.field(field.name).cast(field.type) for field in DETECT_TYPE]
-    return pa.StructArray.from_arrays(fields, fields=list(DETECT_TYPE), mask=result.is_null())
+    fields = [result.field(field.name).cast(field.type) for field in out_type]
+    return pa.StructArray.from_arrays(fields, fields=list(out_type), mask=result.is_null())
 
 
 def detect_array(values: ArrayLike, *, model: Any = None, name: str = "input", **options: Any):
@@ -251,16 +211,17 @@ def detect_array(values: ArrayLike, *, model: Any = None, name: str = "input", *
     ``model`` is a checkpoint path, a model name, a loaded Detector or None
     (default resolution). Other keywords: ``policy``, ``output_mode``,
     ``decode_mode``, ``biases``, ``on_error`` for the detection, the rest
-    (``device``, ``dtype``, ...) for :func:`pii_frames.load`. A ChunkedArray
-    comes back as a ChunkedArray with the same chunk lengths; ``name`` is used
-    in error messages. All-null input never loads a model.
+    (``device``, ``dtype``, ...) for :func:`pii_frames.load`. Spans carry no
+    raw text unless ``with_text=True``. A ChunkedArray comes back as a
+    ChunkedArray with the same chunk lengths; ``name`` is used in error
+    messages. All-null input never loads a model.
 
     >>> out = detect_array(pa.array(["Mail bob@example.com", None]))  # doctest: +SKIP
     >>> out.field("redacted_text").to_pylist()  # doctest: +SKIP
     ['Mail <PRIVATE_EMAIL>', None]
     """
     result, lengths = _detect_flat(values, name=name, model=model, options=options)
-    return _rechunk(result, lengths, DETECT_TYPE)
+    return _rechunk(result, lengths, result.type)
 
 
 def _field(values: ArrayLike, field: str, *, model: Any, name: str, options: Mapping[str, Any]):
@@ -268,7 +229,7 @@ def _field(values: ArrayLike, field: str, *, model: Any, name: str, options: Map
     # A null row is a null struct; its children are null there too because the
     # engine writes nulls for null rows, and pc.struct_field propagates the parent mask.
     column = pc.struct_field(result, field)
-    return _rechunk(column, lengths, DETECT_TYPE.field(field).type)
+    return _rechunk(column, lengths, column.type)
 
 
 def redact_array(values: ArrayLike, *, model: Any = None, name: str = "input", **options: Any):
@@ -286,8 +247,12 @@ def redact_array(values: ArrayLike, *, model: Any = None, name: str = "input", *
 def spans_array(values: ArrayLike, *, model: Any = None, name: str = "input", **options: Any):
     """Return the detected spans of each row (:data:`SPANS_TYPE`; nulls stay null).
 
-    >>> spans_array(pa.array(["Anna"])).to_pylist()  # doctest: +SKIP
-    [[{'label': 'private_person', 'start': 0, 'end': 4, 'text': 'Anna', 'score': 0.98}]]
+    Spans say where (``start``, ``end``), what (``label``), how sure
+    (``score``) and who found it (``source``), never the value itself;
+    ``with_text=True`` adds the raw ``text`` (raw PII: for inspection only).
+
+    >>> [(s["label"], s["start"], s["end"]) for s in spans_array(pa.array(["Contact: bob@example.com"]))[0].as_py()]
+    [('private_email', 9, 24)]
     """
     return _field(values, "spans", model=model, name=name, options=options)
 
@@ -303,7 +268,7 @@ def category_array(values: ArrayLike, *, model: Any = None, name: str = "input",
 
 def _column_names(table: pa.Table | pa.RecordBatch, columns: str | Iterable[str] | None) -> list[str]:
     if columns is None:
-        names = [field.name for field in table.schema if _is_text_type(field.type)]
+        names = [field.name for field in table.schema if is_text_type(field.type)]
         if not names:
             raise ValueError(f"no text columns found among {table.schema.names}; pass columns=[...]")
         return names
@@ -313,7 +278,7 @@ def _column_names(table: pa.Table | pa.RecordBatch, columns: str | Iterable[str]
         raise KeyError(f"column(s) {missing} not found; the table has columns {table.schema.names}")
     for name in names:  # all checked before the model runs on any of them
         arrow_type = table.schema.field(name).type
-        if not _is_text_type(arrow_type):
+        if not is_text_type(arrow_type):
             raise TypeError(
                 f"column {name!r} has type {arrow_type}, but PII detection needs text; cast it to string first"
             )

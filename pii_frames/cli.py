@@ -58,6 +58,9 @@ def _model_options() -> argparse.ArgumentParser:
                        "a local openai/privacy-filter, then the embedded model)")
     group.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     group.add_argument("--dtype", help="weight dtype: float32, float16, bfloat16 (default: float32 on CPU, bfloat16 on CUDA)")
+    group.add_argument("--opf-compatible", action="store_true", default=None,
+                       help="spans and redacted text exactly as the opf reference decodes them: no edge snapping, "
+                       "no protection of placeholders already in the input, no pattern recognizers")
     parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parent
 
@@ -87,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find and remove personal data (PII) in text and tables with a local privacy-filter model.",
     )
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     redact = commands.add_parser(
@@ -115,7 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--out", "-o", required=True, metavar="OUT", help="output file")
     table.add_argument("--format", choices=FORMATS, help="input format (default: from the extension)")
     table.add_argument("--out-format", choices=FORMATS, help="output format (default: from the extension)")
-    table.add_argument("--spans", action="store_true", help="add <column>_pii_spans with the detected spans")
+    table.add_argument("--spans", action="store_true", help="add <column>_pii_spans: label, start, end, score and "
+                       "source of each detected span (no raw values)")
+    table.add_argument("--spans-with-text", action="store_true",
+                       help="like --spans, plus each span's matched text: this WRITES RAW PII into the output "
+                       "(for inspecting detections, never for a table you share)")
+    table.add_argument("--summary-json", metavar="PATH",
+                       help="also write the per-column, per-label span and row counts as JSON to PATH (atomically)")
     table.add_argument("--category", action="store_true", help="add <column>_pii_category (multitask models)")
     table.add_argument("--batch-rows", type=int, default=8192, metavar="N", help="rows per batch (default 8192)")
     table.add_argument("--encoding", default="utf-8", help="encoding of CSV/JSONL input (default utf-8)")
@@ -209,10 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------ helpers
+def _version() -> str:
+    from pii_frames import __version__
+
+    return __version__
+
+
 def _load_detector(args: argparse.Namespace, **options: Any):
     from pii_frames.engine.loading import load
 
     kwargs: dict[str, Any] = dict(options)
+    if getattr(args, "opf_compatible", None):
+        kwargs["opf_compatible"] = True
     if getattr(args, "device", None):
         kwargs["device"] = args.device
     if getattr(args, "dtype", None):
@@ -258,10 +276,10 @@ def _policy(args: argparse.Namespace):
         if not key:
             raise CliError(f"--key-env {args.key_env}: the environment variable {args.key_env} is not set or empty")
         spec["key"] = key
-    from pii_frames.arrow import policy_from_mapping
+    from pii_frames.redact.policy import policy_from_dict
 
     try:
-        return policy_from_mapping(spec)
+        return policy_from_dict(spec)
     except ValueError as error:
         raise CliError(f"invalid --policy: {error}") from None
 
@@ -506,6 +524,9 @@ def _table(args: argparse.Namespace) -> int:
     source = FileSource(args.input, in_fmt, columns, args.batch_rows, args.encoding, on_error=args.on_error)
     options = _detect_kwargs(args)
     options["on_error"] = args.on_error
+    if args.spans_with_text:
+        args.spans = True
+        options["with_text"] = True
     detector = _load_detector(args)
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
 
@@ -541,18 +562,50 @@ def _table(args: argparse.Namespace) -> int:
     except BaseException:
         sink.abort()
         raise
-    _print_summary(args, counters, sink.rows, time.perf_counter() - started, detector)
+    seconds = time.perf_counter() - started
+    _print_summary(args, counters, sink.rows, seconds, detector)
+    if args.summary_json:
+        _write_summary_json(args, counters, sink.rows, seconds, detector)
     return 0
+
+
+def _summary_dict(args, counters: dict[str, _LabelCounter], rows: int, seconds: float, detector) -> dict[str, Any]:
+    return {
+        "input": str(args.input),
+        "output": str(args.out),
+        "rows": rows,
+        "seconds": round(seconds, 3),
+        "model": detector.model_id,
+        "columns": {
+            column: {
+                "rows_with_pii": counter.rows_with_pii,
+                "spans": sum(counter.spans.values()),
+                "labels": {
+                    label: {"spans": counter.spans[label], "rows": counter.rows.get(label, 0)}
+                    for label in sorted(counter.spans)
+                },
+            }
+            for column, counter in counters.items()
+        },
+    }
+
+
+def _write_summary_json(args, counters: dict[str, _LabelCounter], rows: int, seconds: float, detector) -> None:
+    """Counts only (never a detected value), written atomically."""
+    from pii_frames.io.atomic import atomic_write_json
+
+    atomic_write_json(args.summary_json, _summary_dict(args, counters, rows, seconds, detector))
 
 
 def _empty_output(source: _Source, columns: Sequence[str], args: argparse.Namespace):
     """The output schema for an input without rows."""
     import pyarrow as pa
 
-    from pii_frames.arrow import DETECT_TYPE, apply_detections
+    from pii_frames.arrow import apply_detections
+    from pii_frames.engine.schema import detect_type
 
     empty = source.schema.empty_table()
-    found = {c: pa.array([], type=DETECT_TYPE) for c in columns}
+    found = {c: pa.array([], type=detect_type(bool(args.spans_with_text))) for c in columns}
     return apply_detections(empty, found, spans=args.spans, category=args.category)
 
 

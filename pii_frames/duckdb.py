@@ -13,8 +13,11 @@ SQL signatures:
 
 - ``pii_redact(VARCHAR) -> VARCHAR``
 - ``pii_spans(VARCHAR) -> STRUCT(label VARCHAR, start INTEGER, "end" INTEGER,
-  text VARCHAR, score DOUBLE)[]`` (explode with ``UNNEST(pii_spans(body), recursive := true)``;
-  ``start``/``end`` are code-point offsets, end-exclusive, 0-based)
+  score DOUBLE, source VARCHAR)[]`` (explode with ``UNNEST(pii_spans(body), recursive := true)``;
+  ``start``/``end`` are code-point offsets, end-exclusive, 0-based). No raw
+  text; ``pii_spans_with_text(VARCHAR)`` (or ``register(con, with_text=True)``
+  for ``pii_spans`` and ``pii_detect``) appends ``text VARCHAR``, which is
+  raw PII: for inspection, never for a published table.
 - ``pii_category(VARCHAR) -> VARCHAR`` (NULL without a document head)
 - ``pii_detect(VARCHAR) -> STRUCT(redacted_text VARCHAR, spans ...[],
   category VARCHAR, labels VARCHAR[])``
@@ -37,22 +40,42 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pii_frames.arrow import detect_array, split_options
+from pii_frames.engine.schema import detect_type
 
 __all__ = ["FUNCTION_NAMES", "REVEAL_FUNCTION", "register", "unregister"]
 
-SPAN_SQL_TYPE = 'STRUCT(label VARCHAR, start INTEGER, "end" INTEGER, text VARCHAR, score DOUBLE)'
-SPANS_SQL_TYPE = SPAN_SQL_TYPE + "[]"
-DETECT_SQL_TYPE = (
-    f"STRUCT(redacted_text VARCHAR, spans {SPANS_SQL_TYPE}, category VARCHAR, labels VARCHAR[])"
-)
+_SQL_SCALARS = {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.float64(): "DOUBLE"}
 
-# SQL name -> (field of the engine's detect struct or None for all of it, SQL return type)
-FUNCTION_NAMES: dict[str, tuple[str | None, str]] = {
-    "pii_redact": ("redacted_text", "VARCHAR"),
-    "pii_spans": ("spans", SPANS_SQL_TYPE),
-    "pii_category": ("category", "VARCHAR"),
-    "pii_detect": (None, DETECT_SQL_TYPE),
+
+def sql_type(arrow_type: pa.DataType) -> str:
+    """DuckDB type of an engine Arrow type (the engine's schema is the one definition).
+
+    >>> sql_type(detect_type().field("spans").type)
+    'STRUCT("label" VARCHAR, "start" INTEGER, "end" INTEGER, "score" DOUBLE, "source" VARCHAR)[]'
+    """
+    if pa.types.is_list(arrow_type):
+        return sql_type(arrow_type.value_type) + "[]"
+    if pa.types.is_struct(arrow_type):
+        fields = ", ".join(f'"{field.name}" {sql_type(field.type)}' for field in arrow_type)
+        return f"STRUCT({fields})"
+    return _SQL_SCALARS[arrow_type]
+
+
+# SQL name -> field of the engine's detect struct (None for all of it)
+FUNCTION_NAMES: dict[str, str | None] = {
+    "pii_redact": "redacted_text",
+    "pii_spans": "spans",
+    "pii_spans_with_text": "spans",
+    "pii_category": "category",
+    "pii_detect": None,
 }
+# Functions whose name says they return raw detected values.
+WITH_TEXT_FUNCTIONS = frozenset({"pii_spans_with_text"})
+
+
+def _return_type(field: str | None, with_text: bool) -> str:
+    struct = detect_type(with_text)
+    return sql_type(struct if field is None else struct.field(field).type)
 
 REVEAL_FUNCTION = "pii_reveal"
 
@@ -155,20 +178,22 @@ def register(
         )
     options = {key: value for key, value in options.items() if value is not None}
     split_options(options)  # a malformed policy fails here, not in the middle of a query
+    with_text = bool(options.get("with_text"))
     functions = {
-        name: _ArrowUDF(name, field, model, options) for name, (field, _sql_type) in FUNCTION_NAMES.items()
+        name: _ArrowUDF(name, field, model, dict(options, with_text=True) if name in WITH_TEXT_FUNCTIONS else options)
+        for name, field in FUNCTION_NAMES.items()
     }
     reveal = None
     if reveal_key is not None or reveal_keys is not None:
         reveal = _RevealUDF(reveal_key, reveal_keys, reveal_on_error)
     with _LIVE_LOCK:
-        for name, (_field, sql_type) in FUNCTION_NAMES.items():
+        for name, field in FUNCTION_NAMES.items():
             _remove_if_present(con, name)
             con.create_function(
                 name,
                 functions[name],
                 ["VARCHAR"],
-                sql_type,
+                _return_type(field, with_text or name in WITH_TEXT_FUNCTIONS),
                 type="arrow",
                 null_handling="special",
                 side_effects=False,

@@ -15,7 +15,8 @@ categoricals of strings and ``object`` columns holding ``str`` and missing
 values. The index and name are kept and missing values stay missing (with
 the column's own missing marker). Text outputs keep the input's dtype
 (categoricals give ``str``); spans come back as an ``ArrowDtype``
-``list<struct<label, start, end, text, score>>``.
+``list<struct<label, start, end, score, source>>`` (no raw text unless
+``with_text=True``, which writes raw PII).
 
 The series goes to the engine as one Arrow array, so identical values are
 detected once and the model batches the rest.
@@ -29,7 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pii_frames.arrow import SPANS_TYPE, as_text_array, detect_array
+from pii_frames.arrow import as_text_array, detect_array
+from pii_frames.engine.detector import RowError, report_row_errors
 
 __all__ = ["PiiSeriesAccessor"]
 
@@ -80,7 +82,7 @@ class PiiSeriesAccessor:
         self._series = series
 
     # ----------------------------------------------------------- plumbing
-    def _arrow_input(self) -> pa.Array:
+    def _arrow_input(self, on_error: str = "raise") -> pa.Array:
         series = self._series
         if series.dtype == object:
             try:
@@ -93,13 +95,32 @@ class PiiSeriesAccessor:
                             "the .pii accessor needs str or missing values, convert them first"
                         ) from None
                 raise
+            except UnicodeEncodeError:
+                values = self._without_unencodable_rows(on_error)
         else:
             values = pa.array(series, from_pandas=True)
         return as_text_array(values, name=str(series.name) if series.name is not None else "series")
 
+    def _without_unencodable_rows(self, on_error: str) -> pa.Array:
+        """Rows Arrow cannot hold (lone surrogates are not UTF-8) become null and follow ``on_error``."""
+        values, errors = [], []
+        for position, value in enumerate(self._series):
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as error:
+                    errors.append(RowError(position, ValueError(
+                        f"the text holds a lone surrogate {value[error.start]!r} at character {error.start}, "
+                        "which has no UTF-8 form; clean the text (e.g. encode with errors='replace')"
+                    ), _describe(self._series)))
+                    value = None
+            values.append(None if not isinstance(value, str) else value)
+        report_row_errors(errors, on_error, stacklevel=5)
+        return pa.array(values, type=pa.string())
+
     def _detect(self, options: dict[str, Any]) -> pa.StructArray:
         name = str(self._series.name) if self._series.name is not None else "series"
-        return detect_array(self._arrow_input(), name=name, **options)
+        return detect_array(self._arrow_input(options.get("on_error") or "raise"), name=name, **options)
 
     def _text_output(self, values: pa.Array) -> pd.Series:
         series = self._series
@@ -133,16 +154,17 @@ class PiiSeriesAccessor:
         return self._text_output(pc.struct_field(self._detect(options), "redacted_text"))
 
     def spans(self, **options: Any) -> pd.Series:
-        """Detected spans as ``ArrowDtype(list<struct<label, start, end, text, score>>)``.
+        """Detected spans as ``ArrowDtype(list<struct<label, start, end, score, source>>)``.
 
         Offsets index the original Python string (code points, end-exclusive).
         ``.list.flatten()`` and ``.struct.explode()`` unpack them.
+        ``with_text=True`` appends the raw ``text`` (raw PII: inspection only).
 
         >>> import pandas as pd, pii_frames.pandas
-        >>> pd.Series(["Hi Anna"]).pii.spans()[0]  # doctest: +SKIP
-        [{'label': 'private_person', 'start': 3, 'end': 7, 'text': 'Anna', 'score': 0.97}]
+        >>> [(s["label"], s["start"], s["end"]) for s in pd.Series(["Contact: bob@example.com"]).pii.spans()[0]]
+        [('private_email', 9, 24)]
         """
-        return self._nested_output(pc.struct_field(self._detect(options), "spans").cast(SPANS_TYPE))
+        return self._nested_output(pc.struct_field(self._detect(options), "spans"))
 
     def category(self, **options: Any) -> pd.Series:
         """Document category per row (missing without a document head), same dtype as the text.

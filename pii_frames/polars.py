@@ -37,9 +37,11 @@ from __future__ import annotations
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from pii_frames.arrow import CATEGORY_SUFFIX, SPANS_SUFFIX, detect_array
+from pii_frames.engine.schema import detect_type, span_type
 
 __all__ = [
     "SPAN_DTYPE",
@@ -54,25 +56,22 @@ __all__ = [
     "PiiSeriesNamespace",
 ]
 
-SPAN_DTYPE = pl.Struct(
-    {"label": pl.String, "start": pl.Int32, "end": pl.Int32, "text": pl.String, "score": pl.Float64}
-)
-SPANS_DTYPE = pl.List(SPAN_DTYPE)
-DETECT_DTYPE = pl.Struct(
-    {
-        "redacted_text": pl.String,
-        "spans": SPANS_DTYPE,
-        "category": pl.String,
-        "labels": pl.List(pl.String),
-    }
-)
+def _polars_dtype(arrow_type) -> pl.DataType:
+    """The Polars dtype of an engine Arrow type (declared once, in pii_frames.engine.schema)."""
+    return pl.from_arrow(pa.array([], type=arrow_type)).dtype
 
-_OUTPUT_DTYPES: dict[str | None, pl.DataType] = {
-    None: DETECT_DTYPE,
-    "redacted_text": pl.String(),
-    "spans": SPANS_DTYPE,
-    "category": pl.String(),
-}
+
+SPAN_DTYPE = _polars_dtype(span_type())
+SPANS_DTYPE = pl.List(SPAN_DTYPE)
+DETECT_DTYPE = _polars_dtype(detect_type())
+_DETECT_DTYPE_WITH_TEXT = _polars_dtype(detect_type(with_text=True))
+
+
+def _output_dtype(field: str | None, with_text: bool) -> pl.DataType:
+    struct = _DETECT_DTYPE_WITH_TEXT if with_text else DETECT_DTYPE
+    if field is None:
+        return struct
+    return {f.name: f.dtype for f in struct.fields}[field]
 
 
 class _DetectBatch:
@@ -91,7 +90,7 @@ class _DetectBatch:
         return f"pii_frames.polars({self.field or 'detect'}, model={self.model!r}, options={self.options!r})"
 
     def __call__(self, series: pl.Series) -> pl.Series:
-        return_dtype = _OUTPUT_DTYPES[self.field]
+        return_dtype = _output_dtype(self.field, bool(self.options.get("with_text")))
         if isinstance(series.dtype, pl.Categorical | pl.Enum):
             series = series.cast(pl.String)
         if series.dtype not in (pl.String, pl.Null):
@@ -141,7 +140,7 @@ def _to_expr(column: str | pl.Expr) -> pl.Expr:
 def _map(column: str | pl.Expr, field: str | None, model: Any, options: dict[str, Any]) -> pl.Expr:
     return _to_expr(column).map_batches(
         _DetectBatch(field, model, options),
-        return_dtype=_OUTPUT_DTYPES[field],
+        return_dtype=_output_dtype(field, bool(options.get("with_text"))),
         is_elementwise=True,
     )
 
@@ -186,15 +185,18 @@ def spans(
 ) -> pl.Expr:
     """Detected spans of ``column``, named ``<column>_pii_spans``.
 
-    Type ``List(Struct(label, start, end, text, score))``; ``start``/``end``
-    are Python string indices (code points), end-exclusive, into the original
-    text. Explode with ``.explode()`` then ``.struct.unnest()``. Same options
-    as :func:`redact` (a policy's ``labels``/``min_score``/``allow``/``deny``
-    filter the spans).
+    Type ``List(Struct(label, start, end, score, source))``: where each span
+    is, never the value, so the column can sit beside the redacted text.
+    ``start``/``end`` are Python string indices (code points), end-exclusive,
+    into the original text. ``with_text=True`` appends the raw ``text``: that
+    writes raw PII, for inspection only. Explode with ``.explode()`` then
+    ``.struct.unnest()``. Same options as :func:`redact` (a policy's
+    ``labels``/``min_score``/``allow``/``deny`` filter the spans).
 
     >>> import polars as pl, pii_frames as pii
-    >>> df = pl.DataFrame({"body": ["Call 555-0100"]})
-    >>> df.select(pii.spans("body")).explode("body_pii_spans").unnest("body_pii_spans")  # doctest: +SKIP
+    >>> df = pl.DataFrame({"body": ["Contact: bob@example.com"]})
+    >>> df.select(pii.spans("body")).explode("body_pii_spans").unnest("body_pii_spans").columns
+    ['label', 'start', 'end', 'score', 'source']
     """
     opts = _options(policy, None, decode_mode, device, dtype, options)
     return _map(column, "spans", model, opts).name.suffix(SPANS_SUFFIX)

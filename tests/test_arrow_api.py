@@ -21,7 +21,7 @@ def expected_rows(rows):
             out.append(None)
             continue
         spans = [
-            {"label": s.label, "start": s.start, "end": s.end, "text": s.text, "score": pytest.approx(s.score)}
+            {"label": s.label, "start": s.start, "end": s.end, "score": pytest.approx(s.score), "source": s.source}
             for s in result.detected_spans
         ]
         out.append({"redacted_text": result.redacted_text, "spans": spans, "category": result.category})
@@ -45,8 +45,17 @@ def test_detect_array_matches_redact_many(expected):
         assert have["spans"] == want["spans"]
         assert have["category"] == want["category"]
         assert have["labels"] == sorted({s["label"] for s in want["spans"]})
-        for span in have["spans"]:
+        assert all(set(span) == {"label", "start", "end", "score", "source"} for span in have["spans"])
+
+
+def test_spans_with_text_only_when_asked_by_name(expected):
+    out = pa_pii.detect_array(pa.array(ROWS), model=MODEL, device="cpu", with_text=True)
+    assert out.type == pa_pii.detect_type(with_text=True)
+    assert out.type.field("spans").type.value_type.names == ["label", "start", "end", "score", "source", "text"]
+    for row, have in zip(ROWS, out.to_pylist()):
+        for span in (have or {}).get("spans", []):
             assert row[span["start"] : span["end"]] == span["text"]
+    assert any(have and have["spans"] for have in out.to_pylist())
 
 
 def test_field_functions_keep_nulls_and_types(expected):

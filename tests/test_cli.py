@@ -144,8 +144,8 @@ def test_table_parquet_in_batches_with_spans_and_summary(tmp_path, detector):
     assert table.column("note").to_pylist() == expected_table(detector, ROWS[::-1]) * 3
     spans = table.column("body_pii_spans").to_pylist()
     assert spans[:len(ROWS)] == [
-        None if r is None else [{"label": s.label, "start": s.start, "end": s.end, "text": s.text,
-                                 "score": pytest.approx(s.score)} for s in r.detected_spans]
+        None if r is None else [{"label": s.label, "start": s.start, "end": s.end,
+                                 "score": pytest.approx(s.score), "source": s.source} for s in r.detected_spans]
         for r in detector.redact_many(ROWS)
     ]
     summary = done.stderr.decode()

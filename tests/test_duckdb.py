@@ -39,7 +39,7 @@ def test_functions_match_redact_many(con, expected):
             assert (redacted, spans, category, detected) == (None, None, None, None)
             continue
         want_spans = [
-            {"label": s.label, "start": s.start, "end": s.end, "text": s.text, "score": pytest.approx(s.score)}
+            {"label": s.label, "start": s.start, "end": s.end, "score": pytest.approx(s.score), "source": s.source}
             for s in want.detected_spans
         ]
         assert redacted == want.redacted_text
@@ -52,7 +52,7 @@ def test_functions_match_redact_many(con, expected):
 def test_declared_sql_types(con):
     types = con.sql("SELECT pii_redact(body) r, pii_spans(body) s, pii_detect(body) d FROM tickets LIMIT 1").types
     assert str(types[0]) == "VARCHAR"
-    assert str(types[1]) == 'STRUCT("label" VARCHAR, "start" INTEGER, "end" INTEGER, "text" VARCHAR, score DOUBLE)[]'
+    assert str(types[1]) == 'STRUCT("label" VARCHAR, "start" INTEGER, "end" INTEGER, score DOUBLE, "source" VARCHAR)[]'
     assert str(types[2]).startswith('STRUCT(redacted_text VARCHAR, spans STRUCT("label" VARCHAR')
 
 

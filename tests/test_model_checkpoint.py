@@ -188,7 +188,7 @@ def test_binga_doc_head_wrong_shape(tmp_path):
 
 
 def test_bad_weight_dtype(dirs):
-    with pytest.raises(ValueError, match="weight_dtype"):
+    with pytest.raises(ValueError, match="dtype 'int8' is not supported; use one of bf16, bfloat16"):
         load_model(dirs[1], weight_dtype="int8")
 
 

@@ -20,7 +20,7 @@ if not (FIXTURE / "expected.json").is_file():
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text(encoding="utf-8"))
 LOGPROBS = np.load(FIXTURE / "expected_logprobs.npz")
 ADDED_TOP_LEVEL_KEYS = {"category", "category_score"}
-ADDED_SPAN_KEYS = {"score"}
+ADDED_SPAN_KEYS = {"score", "source"}
 
 
 def without_added_keys(result: dict) -> dict:
@@ -48,7 +48,7 @@ def test_matches_reference_result(tokenizer, index, mode):
     assert logprobs.shape == (len(ids), 33)
     offsets = tokenizer.token_offsets(text, ids)
     spans = decode_spans(logprobs, offsets, LabelSpace.default(), mode=mode)
-    result = build_result(offsets.decoded_text, spans, decoded_mismatch=offsets.mismatch).to_dict()
+    result = build_result(offsets.decoded_text, spans, decoded_mismatch=offsets.mismatch, opf_compatible=True).to_dict()
 
     expected = case[mode]
     got = without_added_keys(result)
@@ -68,7 +68,7 @@ def test_json_round_trip_keeps_non_ascii(tokenizer):
     index = EXPECTED.index(case)
     offsets = tokenizer.token_offsets(case["text"], case["token_ids"])
     spans = decode_spans(LOGPROBS[f"logprobs_{index}"], offsets, LabelSpace.default())
-    result = build_result(offsets.decoded_text, spans)
+    result = build_result(offsets.decoded_text, spans, opf_compatible=True)
     text = result.to_json()
     assert case["text"] in text
     assert without_added_keys(json.loads(text)) == case["viterbi"]

@@ -23,7 +23,7 @@ def expected():
     spans = [
         None
         if r is None
-        else [{"label": s.label, "start": s.start, "end": s.end, "text": s.text, "score": pytest.approx(s.score)} for s in r.detected_spans]
+        else [{"label": s.label, "start": s.start, "end": s.end, "score": pytest.approx(s.score), "source": s.source} for s in r.detected_spans]
         for r in results
     ]
     return redacted, spans

@@ -41,7 +41,7 @@ def test_to_dict_has_every_reference_key_with_reference_types():
     assert list(d["summary"]["by_label"]) == sorted(d["summary"]["by_label"])
     assert d["summary"]["span_count"] == len(d["detected_spans"]) == sum(d["summary"]["by_label"].values())
     for span in d["detected_spans"]:
-        assert list(span) == ["label", "start", "end", "text", "placeholder", "score"]
+        assert list(span) == ["label", "start", "end", "text", "placeholder", "score", "source"]
         assert type(span["start"]) is int and type(span["end"]) is int
         assert all(type(span[k]) is str for k in ("label", "text", "placeholder")) and type(span["score"]) is float
     assert "warning" not in d
@@ -101,9 +101,13 @@ def test_each_operator():
 
     assert redact(Policy("mask")) == "************ (***************) called ******** about ACME-42."
     assert redact(Policy("mask", mask_char="#")).startswith("############ (")
-    assert redact(Policy("keep_last", keep_last=4)) == "********lace (***********.com) called ****0100 about ACME-42."
+    # keep_last as the default operator keeps the tails of account numbers and phones only (a name's tail
+    # identifies its owner); other labels get placeholders unless per_label names them.
+    assert redact(Policy("keep_last", keep_last=4)) == "<PRIVATE_PERSON> (<PRIVATE_EMAIL>) called ****0100 about ACME-42."
+    every_label = Policy("keep_last", keep_last=4, per_label={"private_person": "keep_last", "private_email": "keep_last"})
+    assert redact(every_label) == "********lace (***********.com) called ****0100 about ACME-42."
     assert redact(Policy("drop")) == " () called  about ACME-42."
-    assert Policy("keep_last", keep_last=4).replacement("secret", "abcd") == "****"  # short values fully masked
+    assert Policy("keep_last", keep_last=4).replacement("account_number", "abcd") == "****"  # short values fully masked
     pseudo = redact(Policy("pseudonym", key=SECRET_KEY))
     assert pseudo.startswith("<PRIVATE_PERSON_") and "Ada" not in pseudo and "555-0100" not in pseudo
     token = build_result(TEXT, SPANS, policy=Policy("pseudonym", key=SECRET_KEY)).detected_spans[0].placeholder
@@ -148,8 +152,8 @@ def test_deny_list_overlapping_a_model_span_merges_without_leaking():
     assert [(s.label, s.start, s.end) for s in result.detected_spans] == [("deny_list", 0, 27)]
     assert result.redacted_text == "<DENY_LIST> now"
     # Overlapping deny values ("abc", "bcd") leave no character of either in clear.
-    both = build_result("xabcdx", [], policy=Policy("mask", deny=["abc", "bcd"]))
-    assert both.redacted_text == "x****x"
+    both = build_result("x abcd x", [], policy=Policy("mask", deny=["abc", "bcd"]))
+    assert both.redacted_text == "x **** x"
     # Same start and length: the deny-list label wins the tie, deterministically.
     tie = build_result(text, model, policy=Policy(deny={"john.smith@example.com": "custom"}))
     assert [(s.label, s.start, s.end) for s in tie.detected_spans] == [("custom", 5, 27)]
@@ -257,9 +261,13 @@ def test_check_labels_against_a_known_label_space():
     assert Policy(labels="secret").labels == frozenset({"secret"})
 
 
-def test_build_result_rejects_non_policy():
+def test_build_result_takes_a_policy_or_a_dict_of_its_arguments():
+    assert build_result(TEXT, SPANS, policy={"operator": "mask"}).redacted_text == build_result(
+        TEXT, SPANS, policy=Policy("mask")).redacted_text
     with pytest.raises(TypeError, match="pii_frames.Policy"):
-        build_result(TEXT, SPANS, policy={"operator": "mask"})
+        build_result(TEXT, SPANS, policy="mask")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['operater'\]"):
+        build_result(TEXT, SPANS, policy={"operater": "mask"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,8 +297,10 @@ def texts_with_secrets(draw):
        mode=st.sampled_from(["typed", "redacted"]))
 def test_properties_of_redaction(sample, operator, mode):
     text, spans = sample
-    policy = Policy(operator, key=SECRET_KEY if operator == "pseudonym" else None, keep_last=2)
-    result = build_result(text, spans, policy=policy, output_mode=mode)
+    # keep_last applies to every sampled label only when named (its default is account numbers and phones).
+    per_label = {label: "keep_last" for label in ("private_person", "secret", "private_url")} if operator == "keep_last" else None
+    policy = Policy(operator, key=SECRET_KEY if operator == "pseudonym" else None, keep_last=2, per_label=per_label)
+    result = build_result(text, spans, policy=policy, output_mode=mode, opf_compatible=True)
     assert len(result.detected_spans) == len(spans)
     for span in result.detected_spans:
         assert text[span.start : span.end] == span.text

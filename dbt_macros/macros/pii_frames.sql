@@ -27,22 +27,23 @@
 {%- endmacro %}
 
 
-{#- pii_spans(column, include_text=true): list of STRUCT(label, start, "end", text, score);
+{#- pii_spans(column, include_text=false): list of STRUCT(label, start, "end", score, source);
     start/end are 0-based code-point offsets into the original text, end-exclusive.
-    include_text=false drops the matched text, for outputs that must not carry raw PII. -#}
-{% macro pii_spans(column, include_text=true) -%}
+    No raw values, so the column can sit in a sanitized table. include_text=true appends the
+    matched text (pii_spans_with_text): that is raw PII, for inspection queries only. -#}
+{% macro pii_spans(column, include_text=false) -%}
   {{ return(adapter.dispatch('pii_spans', 'pii_frames')(column, include_text)) }}
 {%- endmacro %}
 
-{% macro default__pii_spans(column, include_text=true) -%}
+{% macro default__pii_spans(column, include_text=false) -%}
   {{ return(pii_frames.pii_unsupported_adapter('pii_spans')) }}
 {%- endmacro %}
 
-{% macro duckdb__pii_spans(column, include_text=true) -%}
+{% macro duckdb__pii_spans(column, include_text=false) -%}
   {%- if include_text -%}
-    pii_spans({{ column }})
+    pii_spans_with_text({{ column }})
   {%- else -%}
-    [struct_pack(label := span.label, "start" := span."start", "end" := span."end", score := span.score) for span in pii_spans({{ column }})]
+    pii_spans({{ column }})
   {%- endif -%}
 {%- endmacro %}
 

@@ -32,12 +32,15 @@ class CharSpan:
 
     ``score`` is the mean probability the model gave to the decoded label of
     each token of the span (1.0 for spans added by rules, such as a deny-list).
+    ``source`` says what found it: ``"model"``, ``"pattern"`` (a recognizer) or
+    ``"deny_list"`` (a policy's deny list).
     """
 
     label: str
     start: int
     end: int
     score: float
+    source: str = "model"
 
 
 def labels_to_token_spans(labels: np.ndarray, label_space: LabelSpace) -> list[tuple[int, int, int]]:
@@ -98,7 +101,7 @@ def trim_whitespace_spans(spans: Iterable[CharSpan], text: str) -> list[CharSpan
 
     Example:
         >>> trim_whitespace_spans([CharSpan("x", 0, 6, 1.0)], " John ")
-        [CharSpan(label='x', start=1, end=5, score=1.0)]
+        [CharSpan(label='x', start=1, end=5, score=1.0, source='model')]
     """
     trimmed: list[CharSpan] = []
     for span in spans:
@@ -121,7 +124,7 @@ def discard_overlapping_by_label(spans: Iterable[CharSpan]) -> list[CharSpan]:
 
     Example:
         >>> discard_overlapping_by_label([CharSpan("x", 2, 5, .9), CharSpan("x", 0, 3, .9), CharSpan("y", 1, 2, .9)])
-        [CharSpan(label='x', start=0, end=3, score=0.9), CharSpan(label='y', start=1, end=2, score=0.9)]
+        [CharSpan(label='x', start=0, end=3, score=0.9, source='model'), CharSpan(label='y', start=1, end=2, score=0.9, source='model')]
     """
     by_label: dict[str, list[CharSpan]] = defaultdict(list)
     for span in spans:
@@ -141,7 +144,7 @@ def select_non_overlapping(spans: Iterable[CharSpan]) -> list[CharSpan]:
 
     Example:
         >>> select_non_overlapping([CharSpan("b", 0, 4, .5), CharSpan("a", 2, 9, .9), CharSpan("a", 0, 4, .7)])
-        [CharSpan(label='a', start=0, end=4, score=0.7)]
+        [CharSpan(label='a', start=0, end=4, score=0.7, source='model')]
     """
     kept: list[CharSpan] = []
     cursor = 0
@@ -179,7 +182,7 @@ def decode_spans(
         >>> lp = np.full((len(ids), len(space)), -20.0, dtype=np.float32)
         >>> lp[0, 0] = lp[1, space.index[("S", "private_person")]] = 0.0
         >>> decode_spans(lp, tok.token_offsets(text, ids), space)
-        [CharSpan(label='private_person', start=3, end=7, score=1.0)]
+        [CharSpan(label='private_person', start=3, end=7, score=1.0, source='model')]
     """
     return decode_spans_many(
         [logprobs],

@@ -26,22 +26,83 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pii_frames.engine.schema import DETECT_TYPE, SPANS_TYPE, is_text_type
+from pii_frames.engine.schema import detect_type, is_text_type
 from pii_frames.engine.settings import env_flag, env_int
 
 DECODE_MODES = ("viterbi", "argmax")
 OUTPUT_MODES = ("typed", "redacted")
 ON_ERROR = ("raise", "null")
 PROGRESS_MIN_TOKENS = 20_000
+SURROGATE_WARNING = (
+    "Input text holds lone surrogates (not encodable as UTF-8); the model read each as U+FFFD, and the "
+    "result keeps them as they are in the input."
+)
+# The result cache is bounded in entries and in bytes (texts are kept as keys: long documents add up).
+CACHE_MAX_BYTES = 256 * 2**20
 
 
 class RowError(ValueError):
-    """A row could not be processed; ``row`` is its index in the input."""
+    """A row could not be processed; ``row`` is its index in the input, ``column`` its column when known."""
 
-    def __init__(self, row: int, cause: BaseException):
+    def __init__(self, row: int, cause: BaseException, column: str | None = None):
         self.row = row
         self.cause = cause
-        super().__init__(f"row {row}: {type(cause).__name__}: {cause} (pass on_error='null' to keep the other rows)")
+        self.column = column
+        where = f"{column}, row {row}" if column else f"row {row}"
+        super().__init__(f"{where}: {type(cause).__name__}: {cause} (pass on_error='null' to keep the other rows)")
+
+
+def report_row_errors(errors: Sequence[RowError], on_error: str, *, stacklevel: int = 3) -> None:
+    """The one on_error rule: raise the first error, or warn once naming the rows set to null.
+
+    Every adapter that finds bad rows before the engine sees them (pandas
+    surrogates, invalid UTF-8 in Arrow buffers) reports them through this.
+
+    >>> report_row_errors([], "raise")
+    """
+    if not errors:
+        return
+    errors = sorted(errors, key=lambda error: error.row)
+    if on_error == "raise":
+        raise errors[0]
+    rows = ", ".join(str(error.row) for error in errors[:20])
+    more = "" if len(errors) <= 20 else f" and {len(errors) - 20} more"
+    where = f" of {errors[0].column}" if errors[0].column else ""
+    warnings.warn(
+        f"pii_frames: {len(errors)} row(s){where} could not be processed and were set to null: rows {rows}{more}; "
+        f"first error: {errors[0].cause}",
+        RuntimeWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def arrow_text_values(array: pa.Array, column: str | None = None) -> tuple[list, list[RowError]]:
+    """Python values of a text array; rows whose bytes are not valid UTF-8 become None plus a RowError.
+
+    >>> arrow_text_values(pa.array(["a", None]))
+    (['a', None], [])
+    """
+    try:
+        return array.to_pylist(), []
+    except UnicodeDecodeError:
+        pass
+    values: list = []
+    errors: list[RowError] = []
+    for row in range(len(array)):
+        try:
+            values.append(array[row].as_py())
+        except UnicodeDecodeError as error:
+            values.append(None)
+            errors.append(RowError(row, ValueError(f"the text is not valid UTF-8 ({error.reason} at byte "
+                                                   f"{error.start}); fix the encoding of the source"), column))
+    return values, errors
+
+
+def _keeps_input_outside_spans(original: str, decoded: str) -> bool:
+    """True when ``decoded`` is ``original`` with each lone surrogate replaced by U+FFFD (same offsets)."""
+    if len(original) != len(decoded):
+        return False
+    return all(a == b or (b == "\ufffd" and 0xD800 <= ord(a) <= 0xDFFF) for a, b in zip(original, decoded))
 
 
 @dataclass(frozen=True)
@@ -75,11 +136,18 @@ class Detector:
     Create it with :func:`pii_frames.load`; Detectors on the same checkpoint
     share one model in memory and are safe to use from several threads.
 
+    ``opf_compatible=True`` gives exactly the opf reference's spans and
+    redacted text: no edge snapping, no protection of our own placeholders,
+    no pattern recognizers. Otherwise redaction widens spans to whole tokens
+    and leaves placeholders, pseudonyms, encrypted tokens and masks already
+    in the input as they are (see :mod:`pii_frames.redact.edges`).
+
     >>> import pii_frames as pii
-    >>> detector = pii.load()                                   # doctest: +SKIP
-    >>> result = detector.redact("Mail jane@example.com")       # doctest: +SKIP
-    >>> result.redacted_text                                    # doctest: +SKIP
-    'Mail <PRIVATE_EMAIL>'
+    >>> detector = pii.load("default")
+    >>> detector.redact("Please write to jane@example.com today.").redacted_text
+    'Please write to <PRIVATE_EMAIL> today.'
+    >>> detector.redact("Please write to <PRIVATE_EMAIL> today.").redacted_text
+    'Please write to <PRIVATE_EMAIL> today.'
     """
 
     def __init__(
@@ -98,6 +166,8 @@ class Detector:
         progress: bool | None = None,
         on_error: str = "raise",
         cache_size: int = 100_000,
+        cache_bytes: int = CACHE_MAX_BYTES,
+        opf_compatible: bool = False,
     ):
         self._shared = shared
         self.decode_mode = _check_choice("decode_mode", decode_mode, DECODE_MODES)
@@ -113,10 +183,18 @@ class Detector:
         self.token_budget = int(token_budget or env_int("PII_FRAMES_TOKEN_BUDGET") or (8192 if on_cpu else 65536))
         self.threads = threads or env_int("PII_FRAMES_THREADS")
         self.progress = progress
+        self.opf_compatible = bool(opf_compatible)
         self.cache_size = int(cache_size)
+        self.cache_bytes = int(cache_bytes)
         self._cache: OrderedDict = OrderedDict()
+        self._cache_used_bytes = 0
         self._cache_lock = threading.Lock()
-        self.last_errors: list[RowError] = []
+        self._per_thread = threading.local()
+
+    @property
+    def last_errors(self) -> list[RowError]:
+        """Rows that failed in this thread's last call (each thread sees its own calls only)."""
+        return list(getattr(self._per_thread, "errors", ()))
 
     # ----------------------------------------------------------------- info
     @property
@@ -286,9 +364,14 @@ class Detector:
         if self.cache_size > 0:
             with self._cache_lock:
                 for key, analysis in new_entries:
+                    if key in self._cache:
+                        continue
                     self._cache[key] = analysis
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+                    self._cache_used_bytes += _entry_bytes(key[0], analysis)
+                while self._cache and (len(self._cache) > self.cache_size
+                                       or self._cache_used_bytes > self.cache_bytes):
+                    old_key, old_analysis = self._cache.popitem(last=False)
+                    self._cache_used_bytes -= _entry_bytes(old_key[0], old_analysis)
         return results
 
     def _decode_many(self, decodable: list, settings: _DecodeSettings) -> list:
@@ -316,24 +399,29 @@ class Detector:
                     span_lists.append(exc)
             return span_lists
 
-    def _results(self, values: Sequence, *, policy, output_mode, decode_mode, biases, on_error, progress) -> list:
-        """RedactionResult | None | RowError per input value, in input order."""
+    def _results(self, values: Sequence, *, policy, output_mode, decode_mode, biases, on_error, progress,
+                 column: str | None = None, preset_errors: Sequence[RowError] = ()) -> list:
+        """RedactionResult | None per input value, in input order; bad rows follow ``on_error``.
+
+        ``preset_errors`` are rows the caller already found unreadable (given as None in ``values``).
+        """
         from pii_frames.redact.apply import build_result
+        from pii_frames.redact.policy import as_policy
 
         on_error = _check_choice("on_error", on_error or self.on_error, ON_ERROR)
         output_mode = _check_choice("output_mode", output_mode or self.output_mode, OUTPUT_MODES)
-        policy = policy if policy is not None else self.policy
+        policy = as_policy(policy if policy is not None else self.policy)
         if policy is not None:
             policy.check_labels(self._shared.label_space.span_labels)
         settings = self._decode_settings(decode_mode, biases)
 
         unique: dict[str, int] = {}
-        errors: dict[int, RowError] = {}
+        errors: dict[int, RowError] = {error.row: error for error in preset_errors}
         for row, value in enumerate(values):
-            if value is None:
+            if value is None or row in errors:
                 continue
             if not isinstance(value, str):
-                errors[row] = RowError(row, TypeError(f"expected str or None, got {type(value).__name__}"))
+                errors[row] = RowError(row, TypeError(f"expected str or None, got {type(value).__name__}"), column)
                 continue
             unique.setdefault(value, len(unique))
         texts = list(unique)
@@ -350,36 +438,37 @@ class Detector:
                 if isinstance(analysis, Exception):
                     built[slot] = analysis
                 else:
-                    try:
-                        built[slot] = build_result(
-                            analysis.text,
-                            list(analysis.spans),
-                            policy=policy,
-                            output_mode=output_mode,
-                            category=analysis.category,
-                            category_score=analysis.category_score,
-                            decoded_mismatch=analysis.mismatch,
-                        )
-                    except Exception as exc:
-                        built[slot] = exc
+                    built[slot] = self._build(value, analysis, policy, output_mode, build_result)
             result = built[slot]
             if isinstance(result, Exception):
-                errors[row] = RowError(row, result)
+                errors[row] = RowError(row, result, column)
             else:
                 out[row] = result
-        self.last_errors = [errors[r] for r in sorted(errors)]
-        if errors:
-            if on_error == "raise":
-                raise self.last_errors[0]
-            rows = ", ".join(str(e.row) for e in self.last_errors[:20])
-            more = "" if len(errors) <= 20 else f" and {len(errors) - 20} more"
-            warnings.warn(
-                f"pii_frames: {len(errors)} row(s) could not be processed and were set to null: rows {rows}{more}; "
-                f"first error: {self.last_errors[0].cause}",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        self._per_thread.errors = [errors[r] for r in sorted(errors)]
+        report_row_errors(list(errors.values()), on_error, stacklevel=4)
         return out
+
+    def _build(self, value: str, analysis: Analysis, policy, output_mode: str, build_result):
+        """The RedactionResult of one unique text, or the exception that stopped it."""
+        text, warning = analysis.text, None
+        if analysis.mismatch and _keeps_input_outside_spans(value, analysis.text):
+            # Lone surrogates (tiktoken reads each as U+FFFD, one code point for one): offsets are the
+            # input's, so the result keeps the input's code points and text[start:end] == span.text holds.
+            text, warning = value, SURROGATE_WARNING
+        try:
+            return build_result(
+                text,
+                list(analysis.spans),
+                policy=policy,
+                output_mode=output_mode,
+                category=analysis.category,
+                category_score=analysis.category_score,
+                decoded_mismatch=analysis.mismatch,
+                warning=warning,
+                opf_compatible=self.opf_compatible,
+            )
+        except Exception as exc:
+            return exc
 
     # ---------------------------------------------------------- public API
     def token_logprobs(self, text: str) -> tuple[list[int], np.ndarray]:
@@ -398,9 +487,12 @@ class Detector:
     def redact(self, text: str, *, policy=None, output_mode=None, decode_mode=None, biases=None):
         """Detect and redact personal data in one text; returns a RedactionResult.
 
-        >>> result = detector.redact("Call Ann Lee on +1 415 555 0100")   # doctest: +SKIP
-        >>> [(s.label, s.text) for s in result.detected_spans]           # doctest: +SKIP
-        [('private_person', 'Ann Lee'), ('private_phone', '+1 415 555 0100')]
+        ``policy`` is a :class:`~pii_frames.Policy` or a dict of its arguments.
+
+        >>> import pii_frames as pii
+        >>> detector = pii.load("default")
+        >>> detector.redact("Contact: ann@example.com", policy={"operator": "mask"}).redacted_text
+        'Contact: ***************'
         """
         if not isinstance(text, str):
             raise TypeError(f"redact expects a str, got {type(text).__name__}; use redact_many for lists with None")
@@ -415,8 +507,9 @@ class Detector:
     ) -> list:
         """Redact many texts in batches; None in gives None out, order kept.
 
-        >>> detector.redact_many(["Ann", None])    # doctest: +SKIP
-        [RedactionResult(...), None]
+        >>> import pii_frames as pii
+        >>> [None if r is None else r.redacted_text for r in pii.load("default").redact_many(["ann@example.com", None])]
+        ['<PRIVATE_EMAIL>', None]
         """
         return self._results(
             list(texts), policy=policy, output_mode=output_mode, decode_mode=decode_mode, biases=biases,
@@ -425,19 +518,21 @@ class Detector:
 
     def detect_arrow(
         self, array, *, policy=None, output_mode=None, decode_mode=None, biases=None, on_error=None,
-        progress=None, column: str | None = None,
+        progress=None, column: str | None = None, with_text: bool = False,
     ) -> pa.StructArray:
         """Detect PII in an Arrow string column; one output row per input row.
 
-        Accepts string, large_string, string_view (and chunked) arrays. Returns a
-        StructArray with ``redacted_text``, ``spans``
-        (list<struct<label, start, end, text, score>>), ``category`` and
-        ``labels``; null rows stay null.
+        Accepts string, large_string, string_view, dictionary (and chunked)
+        arrays. Returns a StructArray of :func:`~pii_frames.engine.schema.detect_type`:
+        ``redacted_text``, ``spans`` (list<struct<label, start, end, score,
+        source>>; ``with_text=True`` appends the raw ``text``, which is PII),
+        ``category`` and ``labels``; null rows stay null. A row whose bytes are
+        not valid UTF-8 follows ``on_error`` like any other bad row.
 
-        >>> import pyarrow as pa
-        >>> out = detector.detect_arrow(pa.array(["Ann Lee", None]))   # doctest: +SKIP
-        >>> out.field("redacted_text").to_pylist()                     # doctest: +SKIP
-        ['<PRIVATE_PERSON>', None]
+        >>> import pyarrow as pa, pii_frames as pii
+        >>> out = pii.load("default").detect_arrow(pa.array(["Contact: ann@example.com", None]))
+        >>> out.field("redacted_text").to_pylist()
+        ['Contact: <PRIVATE_EMAIL>', None]
         """
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks() if array.num_chunks else pa.array([], type=array.type)
@@ -449,42 +544,25 @@ class Detector:
                 f"{name} has Arrow type {array.type}; pii_frames needs text (string, large_string or string_view): "
                 "cast it to string first"
             )
-        values = array.to_pylist()
+        values, unreadable = arrow_text_values(array, f"column {column!r}" if column else None)
         results = self._results(
             values, policy=policy, output_mode=output_mode, decode_mode=decode_mode, biases=biases,
-            on_error=on_error, progress=progress,
+            on_error=on_error, progress=progress, column=f"column {column!r}" if column else None,
+            preset_errors=unreadable,
         )
-        return results_to_arrow(results)
-
-    def detect_table(
-        self, table: pa.Table, columns: Sequence[str], *, spans: bool = False, category: bool = False,
-        spans_suffix: str = "_pii_spans", category_suffix: str = "_pii_category", **opts,
-    ) -> pa.Table:
-        """Replace text columns of an Arrow table by their redacted text, optionally adding span and category columns.
-
-        >>> detector.detect_table(table, ["body"], spans=True).column_names   # doctest: +SKIP
-        ['id', 'body', 'body_pii_spans']
-        """
-        for col in columns:
-            if col not in table.column_names:
-                raise KeyError(f"column {col!r} not found; available columns: {', '.join(table.column_names)}")
-            if not is_text_type(table.schema.field(col).type):
-                raise TypeError(
-                    f"column {col!r} has type {table.schema.field(col).type}; only text columns can be sanitized"
-                )
-        for col in columns:
-            detected = self.detect_arrow(table.column(col), column=col, **opts)
-            idx = table.column_names.index(col)
-            table = table.set_column(idx, pa.field(col, pa.string()), detected.field("redacted_text"))
-            if spans:
-                table = table.append_column(pa.field(col + spans_suffix, SPANS_TYPE), detected.field("spans"))
-            if category:
-                table = table.append_column(pa.field(col + category_suffix, pa.string()), detected.field("category"))
-        return table
+        return results_to_arrow(results, with_text=with_text)
 
 
-def results_to_arrow(results: Sequence) -> pa.StructArray:
-    """Pack RedactionResult | None rows into the engine's StructArray (None -> null row)."""
+def _entry_bytes(text: str, analysis: Analysis) -> int:
+    """Approximate memory of one cache entry: the key text, the decoded text and its spans."""
+    return 2 * (len(text) + len(analysis.text)) + 64 * len(analysis.spans) + 200
+
+
+def results_to_arrow(results: Sequence, *, with_text: bool = False) -> pa.StructArray:
+    """Pack RedactionResult | None rows into the engine's StructArray (None -> null row).
+
+    Span structs hold no raw text unless ``with_text=True``.
+    """
     redacted, spans, categories, labels, valid = [], [], [], [], []
     for result in results:
         if result is None:
@@ -495,15 +573,18 @@ def results_to_arrow(results: Sequence) -> pa.StructArray:
             valid.append(False)
             continue
         row_spans = [
-            {"label": s.label, "start": s.start, "end": s.end, "text": s.text, "score": float(s.score)}
+            {"label": s.label, "start": s.start, "end": s.end, "score": float(s.score), "source": s.source}
             for s in result.detected_spans
         ]
+        if with_text:
+            for span_dict, span in zip(row_spans, result.detected_spans):
+                span_dict["text"] = span.text
         redacted.append(result.redacted_text)
         spans.append(row_spans)
         categories.append(result.category)
         labels.append(sorted({s["label"] for s in row_spans}))
         valid.append(True)
-    fields = list(DETECT_TYPE)
+    fields = list(detect_type(with_text))
     children = [
         pa.array(redacted, type=fields[0].type),
         pa.array(spans, type=fields[1].type),

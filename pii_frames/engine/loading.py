@@ -29,11 +29,6 @@ EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "defaul
 EMBEDDED_MODEL_NAMES = {"default", "embedded", "pii-frames/default"}
 OPENAI_MODEL_NAME = "openai/privacy-filter"
 
-_DTYPE_ALIASES = {
-    "float32": torch.float32, "fp32": torch.float32, "f32": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "f16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-}
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -109,7 +104,12 @@ def resolve_checkpoint(model: str | os.PathLike | None) -> tuple[Path, str]:
     if model is None:
         from_env = env_str("PII_FRAMES_MODEL")
         if from_env:
-            return resolve_checkpoint(from_env)
+            try:
+                return resolve_checkpoint(from_env)
+            except ModelNotFoundError as error:
+                raise ModelNotFoundError(
+                    f"PII_FRAMES_MODEL={from_env!r}: {error}; fix or unset the variable"
+                ) from None
         local = find_local_hub_checkpoint(OPENAI_MODEL_NAME)
         if local is not None:
             return local, OPENAI_MODEL_NAME
@@ -167,15 +167,16 @@ def resolve_weight_dtype(dtype: str | torch.dtype | None, device: torch.device) 
     >>> resolve_weight_dtype(None, torch.device("cpu"))
     torch.float32
     """
+    from pii_frames.model.checkpoint import resolve_weight_dtype as canonical_weight_dtype
+
+    from_env = dtype is None and env_str("PII_FRAMES_DTYPE") is not None
     requested = dtype if dtype is not None else env_str("PII_FRAMES_DTYPE")
-    if requested is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if isinstance(requested, torch.dtype):
-        return requested
     try:
-        return _DTYPE_ALIASES[str(requested).lower()]
-    except KeyError:
-        raise ValueError(f"unknown dtype {requested!r}; use one of float32, float16, bfloat16") from None
+        return getattr(torch, canonical_weight_dtype(requested, device))
+    except ValueError as error:
+        if from_env:
+            raise ValueError(f"PII_FRAMES_DTYPE={requested!r}: {error}") from None
+        raise
 
 
 def load_shared_model(checkpoint_dir: Path, model_id: str, device: torch.device, weight_dtype: torch.dtype) -> LoadedModel:
@@ -239,7 +240,46 @@ def load(model: str | os.PathLike | None = None, *, device: str | torch.device =
     return Detector(shared, **opts)
 
 
+_DETECTORS: dict[tuple, object] = {}
+
+
+def shared_detector(model: str | os.PathLike | None = None, **options):
+    """The process's Detector for ``model`` and ``options``: loaded on first use, then looked up.
+
+    Adapters (Polars batches, DuckDB vectors, pandas, dbt, Ray and Spark
+    workers) call this for every batch. The lookup comes before resolving the
+    model name, so batches never rescan the model caches, and the Detector's
+    result cache serves sibling expressions on the same column. The key
+    includes every ``PII_FRAMES_*`` variable, since those change what loads.
+    :func:`clear_model_cache` forgets these Detectors too.
+
+    >>> shared_detector("default") is shared_detector("default")
+    True
+    >>> shared_detector("default") is shared_detector("default", output_mode="redacted")
+    False
+    """
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PII_FRAMES_")))
+    key = (os.fspath(model) if model is not None else None, _options_key(options), environment)
+    with _CACHE_LOCK:
+        detector = _DETECTORS.get(key)
+    if detector is not None:
+        return detector
+    detector = load(model, **options)
+    with _CACHE_LOCK:
+        return _DETECTORS.setdefault(key, detector)
+
+
+def _options_key(options: dict) -> tuple:
+    return tuple(sorted((name, repr(value)) for name, value in options.items()))
+
+
 def clear_model_cache() -> None:
-    """Forget every loaded model (frees memory once no Detector refers to them)."""
+    """Forget every loaded model and every shared Detector, so their memory can be freed.
+
+    Detectors you hold yourself keep their model alive until you drop them.
+
+    >>> clear_model_cache()
+    """
     with _CACHE_LOCK:
         _MODEL_CACHE.clear()
+        _DETECTORS.clear()

@@ -27,10 +27,11 @@ __all__ = ["CheckpointError", "load_model", "model_from_tensors", "save_opf_chec
 
 _LN2 = math.log(2.0)
 
+# The one table of weight dtype names: pii.load(dtype=), load_model(weight_dtype=) and PII_FRAMES_DTYPE.
 _DTYPE_ALIASES = {
-    "fp32": "float32", "float32": "float32", "float": "float32",
+    "fp32": "float32", "f32": "float32", "float32": "float32", "float": "float32",
     "bf16": "bfloat16", "bfloat16": "bfloat16",
-    "fp16": "float16", "float16": "float16", "half": "float16",
+    "fp16": "float16", "f16": "float16", "float16": "float16", "half": "float16",
 }
 
 
@@ -47,7 +48,7 @@ def resolve_weight_dtype(weight_dtype: str | torch.dtype | None, device: torch.d
     key = str(weight_dtype).replace("torch.", "").lower()
     if key not in _DTYPE_ALIASES:
         raise ValueError(
-            f"weight_dtype {weight_dtype!r} is not supported; use one of fp32, bf16 or fp16 (or None)"
+            f"dtype {weight_dtype!r} is not supported; use one of {', '.join(sorted(_DTYPE_ALIASES))} (or None)"
         )
     return _DTYPE_ALIASES[key]
 

@@ -103,7 +103,11 @@ class PrivacyFilterModel(nn.Module):
     def __init__(self, config: ModelConfig, *, head_bias: bool = False):
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(config.vocab_size, config.hidden_size)
+        # An explicit (uninitialised) weight skips nn.Embedding's normal_ init: on the meta device that
+        # init imports torch's Python decompositions, seconds of start-up for weights the checkpoint replaces.
+        self.embedding = nn.Embedding(
+            config.vocab_size, config.hidden_size, _weight=torch.empty(config.vocab_size, config.hidden_size)
+        )
         self.block = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.unembedding = nn.Linear(config.hidden_size, config.num_labels, bias=head_bias)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from ..decode.spans import CharSpan, select_non_overlapping
-from .policy import REDACTED_LABEL, Policy
+from .edges import sanitize_edges
+from .policy import REDACTED_LABEL, Policy, as_policy
 from .result import DetectedSpan, RedactionResult
 
 __all__ = ["MISMATCH_WARNING", "OUTPUT_MODES", "build_result", "deny_list_spans"]
@@ -15,6 +16,7 @@ MISMATCH_WARNING = (
     "Input text did not exactly match tokenizer round-trip decode; spans are based on decoded token text."
 )
 _DEFAULT_POLICY = Policy()
+DENY_LIST_SOURCE = "deny_list"
 
 
 def deny_list_spans(text: str, deny: dict[str, str]) -> list[CharSpan]:
@@ -22,13 +24,13 @@ def deny_list_spans(text: str, deny: dict[str, str]) -> list[CharSpan]:
 
     Example:
         >>> deny_list_spans("ab ab", {"ab": "deny_list"})
-        [CharSpan(label='deny_list', start=0, end=2, score=1.0), CharSpan(label='deny_list', start=3, end=5, score=1.0)]
+        [CharSpan(label='deny_list', start=0, end=2, score=1.0, source='deny_list'), CharSpan(label='deny_list', start=3, end=5, score=1.0, source='deny_list')]
     """
     found: list[CharSpan] = []
     for value, label in deny.items():
         position = text.find(value)
         while position != -1:
-            found.append(CharSpan(label, position, position + len(value), 1.0))
+            found.append(CharSpan(label, position, position + len(value), 1.0, DENY_LIST_SOURCE))
             position = text.find(value, position + 1)
     return found
 
@@ -45,7 +47,8 @@ def _merge_overlaps(model_spans: Sequence[CharSpan], rule_spans: Sequence[CharSp
     for span, _ in tagged:
         if merged and span.start < merged[-1].end:
             head = merged[-1]
-            merged[-1] = CharSpan(head.label, head.start, max(head.end, span.end), max(head.score, span.score))
+            merged[-1] = CharSpan(head.label, head.start, max(head.end, span.end), max(head.score, span.score),
+                                  head.source)
         else:
             merged.append(span)
     return merged
@@ -61,6 +64,7 @@ def build_result(
     category_score: float | None = None,
     decoded_mismatch: bool = False,
     warning: str | None = None,
+    opf_compatible: bool = False,
 ) -> RedactionResult:
     """Redact ``text`` at ``spans`` under ``policy`` and package the result.
 
@@ -68,9 +72,13 @@ def build_result(
     differs from the input only when ``decoded_mismatch``). Steps: drop spans
     outside the text, keep the labels / scores / values the policy selects,
     take a non-overlapping subset (the reference's greedy rule), add deny-list
-    matches (merging any overlap), then replace each span left to right.
-    ``output_mode="redacted"`` reports every span as ``"redacted"`` and
-    placeholders as ``<REDACTED>``.
+    matches (merging any overlap), keep our own placeholders, tokens and masks
+    out of every span and snap span edges to whole tokens
+    (:mod:`pii_frames.redact.edges`), then replace each span left to right.
+    ``opf_compatible=True`` skips the edge rules, so spans and text are the
+    reference's. ``output_mode="redacted"`` reports every span as
+    ``"redacted"`` and placeholders as ``<REDACTED>``. ``policy`` may be a
+    :class:`Policy` or a mapping of its arguments.
 
     Example:
         >>> spans = [CharSpan("private_person", 0, 3, 0.9), CharSpan("private_phone", 10, 18, 0.8)]
@@ -83,9 +91,7 @@ def build_result(
         raise TypeError(f"build_result expects the text as str, got {type(text).__name__}")
     if output_mode not in OUTPUT_MODES:
         raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
-    policy = _DEFAULT_POLICY if policy is None else policy
-    if not isinstance(policy, Policy):
-        raise TypeError(f"policy must be a pii_frames.Policy, got {type(policy).__name__}")
+    policy = _DEFAULT_POLICY if policy is None else as_policy(policy)
 
     selected = [
         span
@@ -98,6 +104,12 @@ def build_result(
     selected = select_non_overlapping(selected)
     if policy.deny:
         selected = _merge_overlaps(selected, deny_list_spans(text, policy.deny))
+    if not opf_compatible and selected:
+        selected = [
+            span
+            for span in sanitize_edges(text, selected, mask_char=policy.mask_char, keep_last=policy.keep_last)
+            if text[span.start : span.end] not in policy.allow
+        ]
 
     pieces: list[str] = []
     detected: list[DetectedSpan] = []
@@ -110,7 +122,7 @@ def build_result(
         pieces.append(text[cursor : span.start])
         pieces.append(replacement)
         cursor = span.end
-        detected.append(DetectedSpan(label, span.start, span.end, value, replacement, float(span.score)))
+        detected.append(DetectedSpan(label, span.start, span.end, value, replacement, float(span.score), span.source))
     pieces.append(text[cursor:])
 
     by_label: dict[str, int] = {}

@@ -39,7 +39,8 @@ class DetectedSpan:
 
     ``placeholder`` is the replacement actually written (``<PRIVATE_PERSON>``,
     a mask, a pseudonym, or ``""`` for dropped text); ``score`` is the model's
-    mean token probability for the span (1.0 for deny-list matches).
+    mean token probability for the span (1.0 for deny-list matches);
+    ``source`` is what found it (``"model"``, ``"pattern"``, ``"deny_list"``).
     """
 
     label: str
@@ -48,6 +49,7 @@ class DetectedSpan:
     text: str
     placeholder: str
     score: float
+    source: str = "model"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class DetectedSpan:
             "text": self.text,
             "placeholder": self.placeholder,
             "score": self.score,
+            "source": self.source,
         }
 
 

@@ -12,7 +12,6 @@ select
     id,
     {{ pii_frames.pii_redact('note') }} as note,
     {{ pii_frames.pii_spans('note') }} as note_spans,
-    {{ pii_frames.pii_spans('note', include_text=false) }} as note_spans_no_text,
     {{ pii_frames.pii_category('note') }} as note_category,
     {{ pii_frames.pii_redact('contact_line') }} as contact_line
 from source
