@@ -13,6 +13,7 @@ character covers the whole character.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import os
@@ -23,7 +24,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import tiktoken
-from tiktoken.load import load_tiktoken_bpe
 
 __all__ = [
     "BUNDLED_VOCAB_PATH",
@@ -347,7 +347,10 @@ def _read_bundled_vocab() -> dict[bytes, int]:
             f"the bundled vocabulary {path} is corrupted: sha256 {actual}, expected "
             f"{BUNDLED_VOCAB_SHA256}; reinstall pii_frames to restore it"
         )
-    return load_tiktoken_bpe(str(path), expected_hash=BUNDLED_VOCAB_SHA256)
+    # The .tiktoken format is "<base64 token> <rank>" per line; one split and a map over the already
+    # verified bytes reads it in a quarter of load_tiktoken_bpe's time (which would read and hash again).
+    fields = data.split()
+    return dict(zip(map(binascii.a2b_base64, fields[0::2]), map(int, fields[1::2])))
 
 
 def _read_config(checkpoint: Path) -> dict:
