@@ -21,9 +21,11 @@ Trigger it with a config, for example:
 
 Tasks: `plan_chunks` splits the source; `sanitize_chunk` runs once per chunk
 (in parallel, in the pool/queue named by `PII_FRAMES_POOL` / `PII_FRAMES_QUEUE`);
-`publish` checks row counts, swaps the output in and writes the audit. A
-re-run resumes where a failed run stopped; a re-run after success changes
-nothing. See airflow_dags/README.md for deployment.
+`publish` checks row counts, swaps the output in and writes the audit;
+`scan_published` then scans a sample of the published columns and fails the
+run when it finds a `scan_fail_on` label there (null: only record the report,
+in the task's XCom). A re-run resumes where a failed run stopped; a re-run
+after success changes nothing. See airflow_dags/README.md for deployment.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import os
 
 from airflow.sdk import DAG, Param
 
-from pii_frames.airflow import pii_sanitize_table
+from pii_frames.airflow import PiiScanOperator, pii_sanitize_table
 
 with DAG(
     dag_id="pii_sanitize_table",
@@ -65,9 +67,13 @@ with DAG(
         "include_spans": Param(True, type="boolean", description="Add <column>_pii_spans (label, start, end, score)"),
         "include_category": Param(False, type="boolean", description="Add <column>_pii_category"),
         "rows_per_chunk": Param(50_000, type="integer", minimum=1, description="Rows per resumable chunk"),
+        "scan_fail_on": Param(
+            ["private_email"], type=["null", "array"], items={"type": "string"},
+            description="Labels that fail the post-publish scan of the output (null: only record it)",
+        ),
     },
 ):
-    pii_sanitize_table(
+    published = pii_sanitize_table(
         source="{{ params.source }}",
         columns="{{ params.columns }}",
         destination="{{ params.destination }}",
@@ -79,4 +85,12 @@ with DAG(
         pool=os.environ.get("PII_FRAMES_POOL") or None,
         queue=os.environ.get("PII_FRAMES_QUEUE") or None,
         max_parallel_chunks=int(os.environ.get("PII_FRAMES_MAX_PARALLEL_CHUNKS", "0")) or None,
+    )
+    # Post-check: what was published must not still hold personal data.
+    published >> PiiScanOperator(
+        task_id="scan_published",
+        source="{{ params.destination }}",
+        columns="{{ params.columns }}",
+        model="{{ params.model }}",
+        fail_on="{{ params.scan_fail_on }}",
     )

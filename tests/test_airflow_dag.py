@@ -214,6 +214,7 @@ def test_failed_run_publishes_nothing(example_dag_runs):
     assert str(failed.state) == "failed"
     assert [states[("pii_sanitize.sanitize_chunk", i)] for i in range(5)] == ["success"] * 2 + ["failed"] * 3
     assert states[("pii_sanitize.publish", -1)] == "upstream_failed"
+    assert states[("scan_published", -1)] == "upstream_failed"  # nothing published, nothing to scan
     labels = {ti.rendered_map_index for ti in failed.get_task_instances() if ti.map_index >= 0}
     assert labels == {f"chunk {i}" for i in range(5)}  # mapped tasks are named after their chunk in the UI
     assert example_dag_runs["runs_after_failure"] == FAILING_FROM_CHUNK
@@ -222,6 +223,7 @@ def test_failed_run_publishes_nothing(example_dag_runs):
 def test_resumed_run_completes_without_duplicates(example_dag_runs):
     resumed = example_dag_runs["resumed"]
     assert str(resumed.state) == "success"
+    assert task_states(resumed)[("scan_published", -1)] == "success"  # the post-check found no email left
     # only the chunks lost in the failed run ran the model again
     assert example_dag_runs["runs_after_resume"] - example_dag_runs["runs_after_failure"] == 5 - FAILING_FROM_CHUNK
     output = pq.read_table(example_dag_runs["destination"])

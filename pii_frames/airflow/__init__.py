@@ -21,6 +21,7 @@ _EXPORTS = {
     "publish": "pii_frames.airflow.operators",
     "emit_asset_event": "pii_frames.airflow.operators",
     "DEFAULT_ASSET_ALIAS": "pii_frames.airflow.operators",
+    "PiiScanOperator": "pii_frames.airflow.scan",
     "SanitizeJob": "pii_frames.airflow.jobs",
     "SanitizeJobError": "pii_frames.airflow.jobs",
 }

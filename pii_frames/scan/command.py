@@ -16,29 +16,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["EXIT_PII_FOUND", "run", "parse_labels"]
+__all__ = ["EXIT_PII_FOUND", "run"]
 
 #: Exit status when ``--fail-on`` labels were found.
 EXIT_PII_FOUND = 3
-ANY_LABEL = "any"
-
-
-def parse_labels(spec: str | None) -> list[str] | None:
-    """``--fail-on`` text as a list of labels (``["any"]`` for any label; None when not given).
-
-    >>> parse_labels("private_email, private_phone"), parse_labels("any"), parse_labels(None)
-    (['private_email', 'private_phone'], ['any'], None)
-    """
-    if spec is None:
-        return None
-    labels = [part.strip() for part in spec.split(",") if part.strip()]
-    return labels or [ANY_LABEL]
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``pii-frames scan`` with parsed ``args``; returns the exit status."""
     from pii_frames.cli import EXIT_USAGE, CliError
     from pii_frames.scan import ScanError, scan
+    from pii_frames.scan.gate import check_labels, describe_hits, offending_columns, parse_fail_on
 
     if args.sample_rows <= 0:
         raise CliError("--sample-rows must be a positive integer", EXIT_USAGE)
@@ -47,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
     for name in ("min_share", "min_score"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise CliError(f"--{name.replace('_', '-')} must be between 0 and 1", EXIT_USAGE)
-    fail_on = parse_labels(args.fail_on)
+    try:
+        fail_on = parse_fail_on(args.fail_on)
+    except (TypeError, ValueError) as error:
+        raise CliError(f"--fail-on: {error}", EXIT_USAGE) from None
     html_path = Path(args.html).expanduser() if args.html else None
     if html_path is not None and not html_path.parent.is_dir():
         raise CliError(f"--html {args.html}: the folder {html_path.parent} does not exist")
@@ -67,11 +58,10 @@ def run(args: argparse.Namespace) -> int:
     except ScanError as error:
         raise CliError(str(error)) from None
 
-    if fail_on and ANY_LABEL not in fail_on and report.labels:
-        unknown = sorted(set(fail_on) - set(report.labels))
-        if unknown:
-            raise CliError(f"--fail-on names unknown label(s) {unknown}; the model's labels: "
-                           f"{', '.join(report.labels)} (or 'any')", EXIT_USAGE)
+    try:
+        check_labels(fail_on, report.labels)
+    except ValueError as error:
+        raise CliError(str(error).replace("fail_on", "--fail-on", 1), EXIT_USAGE) from None
 
     if args.json:
         print(report.to_json(indent=2))
@@ -83,17 +73,10 @@ def run(args: argparse.Namespace) -> int:
         _write_atomically(html_path, report.to_html())
         print(f"wrote {html_path}", file=sys.stderr)
 
-    if fail_on:
-        hits = report.found(None if ANY_LABEL in fail_on else fail_on)
-        if hits:
-            wanted = None if ANY_LABEL in fail_on else set(fail_on)
-            listed = ", ".join(
-                f"{c.name} ({', '.join(label for label in c.found_labels if wanted is None or label in wanted)})"
-                for c in hits
-            )
-            print(f"pii-frames: PII found in {len(hits)} column{'s' if len(hits) != 1 else ''}: {listed}",
-                  file=sys.stderr)
-            return EXIT_PII_FOUND
+    hits = offending_columns(report, fail_on)
+    if hits:
+        print(f"pii-frames: {describe_hits(hits, fail_on)}", file=sys.stderr)
+        return EXIT_PII_FOUND
     return 0
 
 
