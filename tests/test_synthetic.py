@@ -232,6 +232,8 @@ def test_gap_documents_cover_what_real_text_showed_missing(gap_records):
 def test_gap_public_text_stays_pii_free_and_heldout_pieces_are_separate():
     public = generate(200, seed=4, kinds=["public_text"], gaps=1.0)
     assert all(r["spans"] == {} for r in public)
+    for kind in KINDS:  # every kind can be drawn from the held-out pieces alone
+        assert len(generate(40, seed=4, kinds=[kind], templates="heldout", gaps=1.0)) == 40
     from pii_frames.train import synthetic
 
     for pieces in (synthetic._HEADER_FROM, synthetic._REFERENCE_PERSON, synthetic._SOCIAL, synthetic._BARE_CELLS):

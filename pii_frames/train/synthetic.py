@@ -1255,7 +1255,8 @@ def _compose_gap(kind: str, rng: random.Random, split: str, locale: str) -> str:
     """Template text of one document aimed at a real-text gap (see the section comment above)."""
     people = [_REFERENCE_PERSON, _SOCIAL, _FRAMES["person"]]
     if kind == "public_text":  # stays PII-free: references, amounts and look-alike capitalised words only
-        return _gap_sentences(rng, split, [_REFERENCE_NEUTRAL, ["{cap}: {ref}", "{cap} {ref}", "{cap}: {caseno}"]],
+        return _gap_sentences(rng, split, [_REFERENCE_NEUTRAL, ["{cap}: {ref}", "{cap} {ref}", "{cap}: {caseno}",
+                                                            "{cap} - {ref}"]],
                               1, 4)
     if kind == "email" or (kind in ("support_ticket", "hr_note") and rng.random() < 0.3):
         lines = [_with_person(rng.choice(_split_items(_HEADER_FROM, split)), rng).replace("N}", "1}")]
