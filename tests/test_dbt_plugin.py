@@ -111,7 +111,7 @@ def test_dbt_deps_and_build_pass_without_touching_the_source_tree(dbt_env):
     assert null_notes == [(1,)]
 
     # the no_pii test's failing rows (what store_failures would keep) hold redacted values only
-    compiled = next(Path(dbt_env["DBT_TARGET_PATH"]).rglob("pii_frames_no_pii_raw_contacts_email__*.sql"))
+    compiled = next((Path(dbt_env["DBT_TARGET_PATH"]) / "compiled").rglob("pii_frames_no_pii_raw_contacts_email__*.sql"))
     from pii_frames.duckdb import register
 
     with duckdb.connect(dbt_env["PII_FRAMES_DBT_DUCKDB_PATH"], read_only=True) as con:
