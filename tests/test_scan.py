@@ -524,6 +524,12 @@ def test_policy_labels_and_allow_list_are_used(tmp_path):
     people_only = pii.scan(table, policy={"labels": ["private_person"], "operator": "mask"})
     assert people_only.column("body").found_labels == ["private_person"]
     assert "*" not in "".join(people_only.column("body").examples)  # placeholders whatever the operator
+    emails = pa.table({"email": ["maria.lopez@example.com", "john.smith@example.org"] * 5})
+    assert pii.scan(emails).column("email").rows_with_pii == 10
+    allowed = pii.scan(emails, policy=pii.Policy(allow=["maria.lopez@example.com"])).column("email")
+    assert allowed.rows_with_pii == 5 and allowed.labels[0].share == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"unknown policy key\(s\) \['lables'\]"):
+        pii.scan(emails, policy={"lables": ["private_email"]})
 
 
 # ----------------------------------------------------------------- bad input
