@@ -61,6 +61,9 @@ def _model_options() -> argparse.ArgumentParser:
     group.add_argument("--opf-compatible", action="store_true", default=None,
                        help="spans and redacted text exactly as the opf reference decodes them: no edge snapping, "
                        "no protection of placeholders already in the input, no pattern recognizers")
+    group.add_argument("--no-recognizers", dest="recognizers", action="store_false", default=None,
+                       help="the model's own spans only: no validated patterns (cards, IBANs, IDs, phones, "
+                       "secrets) beside it; a --policy file's \"recognizers\" entry replaces the built-ins")
     parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parent
 
@@ -231,6 +234,8 @@ def _load_detector(args: argparse.Namespace, **options: Any):
     kwargs: dict[str, Any] = dict(options)
     if getattr(args, "opf_compatible", None):
         kwargs["opf_compatible"] = True
+    if getattr(args, "recognizers", None) is False:
+        kwargs["recognizers"] = None
     if getattr(args, "device", None):
         kwargs["device"] = args.device
     if getattr(args, "dtype", None):

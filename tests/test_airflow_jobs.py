@@ -8,6 +8,7 @@ test_airflow_dag.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 import os
 import subprocess
 import sys
@@ -236,3 +237,37 @@ def test_importing_pii_frames_never_imports_airflow():
         "assert 'airflow.sdk' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
+
+
+def test_publish_reads_mapped_results_with_one_slice(monkeypatch):
+    """Iterating Airflow's lazy XCom sequence probes one past the end and logs "[error] XCom not found"."""
+    pytest.importorskip("airflow.sdk")
+    import pii_frames.airflow.operators as operators
+
+    class LazyResults(Sequence):
+        def __init__(self, items):
+            self.items = items
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, key):
+            if isinstance(key, slice):
+                return list(self.items[key])
+            raise AssertionError("publish must not read mapped results one index at a time")
+
+        def __iter__(self):
+            raise AssertionError("publish must not iterate the lazy XCom sequence")
+
+    seen = {}
+
+    class FakeJob:
+        def publish(self, plan, results):
+            seen["results"] = results
+            return {"rows": 2}
+
+    monkeypatch.setattr(operators, "_make_job", lambda job: FakeJob())
+    monkeypatch.setattr(operators, "get_current_context", lambda: {})
+    monkeypatch.setattr(operators, "emit_asset_event", lambda context, summary, alias: None)
+    summary = operators.publish.function([{"index": 0}, {"index": 1}], LazyResults([{"rows": 1}, {"rows": 1}]), {})
+    assert summary == {"rows": 2} and seen["results"] == [{"rows": 1}, {"rows": 1}]

@@ -197,7 +197,9 @@ def publish(
     plan: list[dict[str, Any]], results: list[dict[str, Any]], job: dict[str, Any], asset_alias: str | None = None
 ) -> dict[str, Any]:
     """Check row counts chunk by chunk, publish the output and its audit table, emit the Asset event."""
-    summary = _make_job(job).publish(plan, list(results))
+    # One slice request reads every mapped result; iterating the lazy sequence instead reads item by item
+    # until a lookup past the end fails, which Airflow logs as "[error] XCom not found ... offset=N".
+    summary = _make_job(job).publish(plan, list(results[:]))
     emit_asset_event(get_current_context(), summary, asset_alias)
     return summary
 

@@ -15,6 +15,7 @@ Every adapter ends up in :meth:`Detector.detect_arrow` (or its list twin
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import warnings
@@ -136,6 +137,13 @@ class Detector:
     Create it with :func:`pii_frames.load`; Detectors on the same checkpoint
     share one model in memory and are safe to use from several threads.
 
+    ``recognizers``: validated patterns run beside the model (see
+    :mod:`pii_frames.recognizers`): ``"builtin"`` (the default: cards, IBANs,
+    national IDs, e-mails, URLs, IPs, phones, known secret formats), a
+    :class:`~pii_frames.recognizers.RecognizerSet`, its config (dict/list) or
+    a policy file path, or None for the model's own spans only. A policy's
+    ``recognizers`` replace these for calls with that policy.
+
     ``opf_compatible=True`` gives exactly the opf reference's spans and
     redacted text: no edge snapping, no protection of our own placeholders,
     no pattern recognizers. Otherwise redaction widens spans to whole tokens
@@ -168,6 +176,7 @@ class Detector:
         cache_size: int = 100_000,
         cache_bytes: int = CACHE_MAX_BYTES,
         opf_compatible: bool = False,
+        recognizers="builtin",
     ):
         self._shared = shared
         self.decode_mode = _check_choice("decode_mode", decode_mode, DECODE_MODES)
@@ -184,6 +193,7 @@ class Detector:
         self.threads = threads or env_int("PII_FRAMES_THREADS")
         self.progress = progress
         self.opf_compatible = bool(opf_compatible)
+        self.recognizers = resolve_recognizers(recognizers)
         self.cache_size = int(cache_size)
         self.cache_bytes = int(cache_bytes)
         self._cache: OrderedDict = OrderedDict()
@@ -411,8 +421,9 @@ class Detector:
         on_error = _check_choice("on_error", on_error or self.on_error, ON_ERROR)
         output_mode = _check_choice("output_mode", output_mode or self.output_mode, OUTPUT_MODES)
         policy = as_policy(policy if policy is not None else self.policy)
+        recognizers = self._recognizers_for(policy)
         if policy is not None:
-            policy.check_labels(self._shared.label_space.span_labels)
+            policy.check_labels([*self._shared.label_space.span_labels, *(recognizers.labels if recognizers else ())])
         settings = self._decode_settings(decode_mode, biases)
 
         unique: dict[str, int] = {}
@@ -438,7 +449,7 @@ class Detector:
                 if isinstance(analysis, Exception):
                     built[slot] = analysis
                 else:
-                    built[slot] = self._build(value, analysis, policy, output_mode, build_result)
+                    built[slot] = self._build(value, analysis, policy, output_mode, recognizers, build_result)
             result = built[slot]
             if isinstance(result, Exception):
                 errors[row] = RowError(row, result, column)
@@ -448,7 +459,15 @@ class Detector:
         report_row_errors(list(errors.values()), on_error, stacklevel=4)
         return out
 
-    def _build(self, value: str, analysis: Analysis, policy, output_mode: str, build_result):
+    def _recognizers_for(self, policy):
+        """The RecognizerSet for calls with ``policy`` (None: the model's spans only)."""
+        if self.opf_compatible or self.recognizers is None:
+            return None
+        if policy is not None and policy.recognizers is not None:
+            return policy.recognizers
+        return self.recognizers
+
+    def _build(self, value: str, analysis: Analysis, policy, output_mode: str, recognizers, build_result):
         """The RedactionResult of one unique text, or the exception that stopped it."""
         text, warning = analysis.text, None
         if analysis.mismatch and _keeps_input_outside_spans(value, analysis.text):
@@ -456,9 +475,14 @@ class Detector:
             # input's, so the result keeps the input's code points and text[start:end] == span.text holds.
             text, warning = value, SURROGATE_WARNING
         try:
+            spans = list(analysis.spans)
+            if recognizers is not None:
+                from pii_frames.recognizers import merge_spans
+
+                spans = [span.to_char_span() for span in merge_spans(spans, recognizers.find(text), text)]
             return build_result(
                 text,
-                list(analysis.spans),
+                spans,
                 policy=policy,
                 output_mode=output_mode,
                 category=analysis.category,
@@ -551,6 +575,30 @@ class Detector:
             preset_errors=unreadable,
         )
         return results_to_arrow(results, with_text=with_text)
+
+
+def resolve_recognizers(value):
+    """A Detector's ``recognizers`` option as a RecognizerSet, or None when turned off.
+
+    >>> resolve_recognizers(None) is None, len(resolve_recognizers("builtin").names) > 10
+    (True, True)
+    """
+    if value is None or value is False:
+        return None
+    from pii_frames.recognizers import RecognizerSet
+
+    if isinstance(value, RecognizerSet):
+        return value
+    if value is True or value == "builtin":
+        return RecognizerSet.default()
+    if isinstance(value, (dict, list, tuple)):
+        return RecognizerSet.from_config(value)
+    if isinstance(value, (str, os.PathLike)):
+        return RecognizerSet.from_file(value)
+    raise TypeError(
+        f"recognizers must be 'builtin', None, a RecognizerSet, its config or a policy file path, "
+        f"got {type(value).__name__}"
+    )
 
 
 def _entry_bytes(text: str, analysis: Analysis) -> int:

@@ -69,6 +69,12 @@ class Policy:
             both (label of the leftmost, then longest; the deny-list label on ties).
         mask_char: the single character used by ``"mask"`` and ``"keep_last"``.
         keep_last: characters left in clear by ``"keep_last"``.
+        recognizers: the pattern recognizers to run beside the model for this policy, replacing
+            the Detector's (built-ins by default): a
+            :class:`~pii_frames.recognizers.RecognizerSet` or its config (the ``"recognizers"``
+            entry of a policy file, e.g. ``{"custom": [{"name": "employee_id", "label":
+            "employee_id", "regex": "EMP-\\d{6}"}]}``; see docs/recognizers.md). A Detector
+            loaded with ``recognizers=None`` or ``opf_compatible=True`` runs none.
 
     Example:
         >>> policy = Policy("mask", per_label={"private_person": "pseudonym"}, key="s3cret",
@@ -94,6 +100,7 @@ class Policy:
         "deny",
         "mask_char",
         "keep_last",
+        "recognizers",
     )
 
     def __init__(
@@ -111,6 +118,7 @@ class Policy:
         deny: Iterable[str] | Mapping[str, str] = (),
         mask_char: str = "*",
         keep_last: int = 4,
+        recognizers=None,
     ):
         set_ = object.__setattr__
         set_(self, "operator", _check_operator(operator, "operator"))
@@ -196,6 +204,12 @@ class Policy:
         if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
             raise ValueError(f"Policy keep_last must be an integer >= 0, got {keep_last!r}")
         set_(self, "keep_last", keep_last)
+        if recognizers is not None:
+            from pii_frames.recognizers import RecognizerSet
+
+            if not isinstance(recognizers, RecognizerSet):
+                recognizers = RecognizerSet.from_config(recognizers)
+        set_(self, "recognizers", recognizers)
 
     def __setattr__(self, name, value):
         raise AttributeError("Policy is immutable; build a new one")
@@ -217,6 +231,7 @@ class Policy:
             "deny": dict(self.deny),
             "mask_char": self.mask_char,
             "keep_last": self.keep_last,
+            "recognizers": self.recognizers,
         }
 
     @property
@@ -318,6 +333,8 @@ class Policy:
         """
         known = set(known_labels)
         accepted = known | set(self.deny.values()) | {DENY_LIST_LABEL, REDACTED_LABEL}
+        if self.recognizers is not None:
+            accepted |= set(self.recognizers.labels)
         for field_name, names in (("labels", self.labels or ()), ("per_label", self.per_label)):
             unknown = sorted(set(names) - accepted)
             if unknown:
@@ -424,4 +441,5 @@ _DEFAULT_STATE = {
     "deny": {},
     "mask_char": "*",
     "keep_last": 4,
+    "recognizers": None,
 }
