@@ -271,8 +271,9 @@ def load_model(
     tensors + ``doc_class_names`` in config.json. Parameters are frozen
     (``requires_grad=False``); call ``model.requires_grad_(True)`` to fine-tune.
 
-    >>> model = load_model("/work/shared/fixtures/opf-tiny")  # doctest: +SKIP
-    >>> model.config.num_labels, model.weight_dtype  # doctest: +SKIP
+    >>> from pii_frames.engine.loading import EMBEDDED_MODEL_DIR
+    >>> model = load_model(EMBEDDED_MODEL_DIR)
+    >>> model.config.num_labels, model.weight_dtype
     (33, 'float32')
     """
     checkpoint_dir = Path(checkpoint_dir).expanduser()

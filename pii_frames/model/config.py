@@ -325,9 +325,10 @@ def read_config(checkpoint_dir: str | Path) -> ModelConfig:
     Raises :class:`CheckpointError` when the directory or file is missing, the
     JSON is invalid, or ``model_type`` is not a privacy-filter type.
 
-    >>> cfg = read_config("/work/shared/fixtures/opf-tiny")  # doctest: +SKIP
-    >>> cfg.layout, cfg.left_context, cfg.num_labels  # doctest: +SKIP
-    ('opf', 8, 33)
+    >>> from pii_frames.engine.loading import EMBEDDED_MODEL_DIR
+    >>> cfg = read_config(EMBEDDED_MODEL_DIR)          # the embedded default model
+    >>> cfg.layout, cfg.num_labels, cfg.label_names[0]
+    ('opf', 33, 'O')
     """
     checkpoint_dir = Path(checkpoint_dir).expanduser()
     if not checkpoint_dir.is_dir():

@@ -93,10 +93,11 @@ class PrivacyFilterModel(nn.Module):
     Build it with :func:`pii_frames.model.load_model`; constructing it directly
     gives unloaded (arbitrary) weights. Parameter names follow the opf layout.
 
-    >>> from pii_frames.model import load_model  # doctest: +SKIP
-    >>> model = load_model("/work/shared/fixtures/opf-tiny")  # doctest: +SKIP
-    >>> out = model(torch.tensor([[13225, 11, 922]]))  # doctest: +SKIP
-    >>> out.logits.shape  # doctest: +SKIP
+    >>> from pii_frames.engine.loading import EMBEDDED_MODEL_DIR
+    >>> from pii_frames.model import load_model
+    >>> model = load_model(EMBEDDED_MODEL_DIR)
+    >>> out = model(torch.tensor([[13225, 11, 922]]))
+    >>> out.logits.shape
     torch.Size([1, 3, 33])
     """
 
