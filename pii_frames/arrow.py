@@ -19,12 +19,8 @@ Output types (the same in every adapter):
 Nulls stay nulls in every output. Example::
 
     >>> import pyarrow as pa, pii_frames.arrow as pa_pii
-    >>> pa_pii.redact_array(pa.array(["Call Anna at 555-0100", None]))  # doctest: +SKIP
-    <pyarrow.lib.StringArray object at ...>
-    [
-      "Call <PRIVATE_PERSON> at <PRIVATE_PHONE>",
-      null
-    ]
+    >>> pa_pii.redact_array(pa.array(["Contact: anna@example.com", None])).to_pylist()
+    ['Contact: <PRIVATE_EMAIL>', None]
 """
 
 from __future__ import annotations
@@ -216,9 +212,9 @@ def detect_array(values: ArrayLike, *, model: Any = None, name: str = "input", *
     ChunkedArray with the same chunk lengths; ``name`` is used in error
     messages. All-null input never loads a model.
 
-    >>> out = detect_array(pa.array(["Mail bob@example.com", None]))  # doctest: +SKIP
-    >>> out.field("redacted_text").to_pylist()  # doctest: +SKIP
-    ['Mail <PRIVATE_EMAIL>', None]
+    >>> out = detect_array(pa.array(["Contact: bob@example.com", None]))
+    >>> pc.struct_field(out, "redacted_text").to_pylist()
+    ['Contact: <PRIVATE_EMAIL>', None]
     """
     result, lengths = _detect_flat(values, name=name, model=model, options=options)
     return _rechunk(result, lengths, result.type)
@@ -235,11 +231,8 @@ def _field(values: ArrayLike, field: str, *, model: Any, name: str, options: Map
 def redact_array(values: ArrayLike, *, model: Any = None, name: str = "input", **options: Any):
     """Return the redacted text of each row (string array; nulls stay null).
 
-    >>> redact_array(pa.array(["Anna Svensson lives in Oslo"]))  # doctest: +SKIP
-    <pyarrow.lib.StringArray object at ...>
-    [
-      "<PRIVATE_PERSON> lives in Oslo"
-    ]
+    >>> redact_array(pa.array(["Contact: anna@example.com"])).to_pylist()
+    ['Contact: <PRIVATE_EMAIL>']
     """
     return _field(values, "redacted_text", model=model, name=name, options=options)
 
@@ -260,8 +253,9 @@ def spans_array(values: ArrayLike, *, model: Any = None, name: str = "input", **
 def category_array(values: ArrayLike, *, model: Any = None, name: str = "input", **options: Any):
     """Return the document category of each row (null without a document head).
 
-    >>> category_array(pa.array(["The match ended 2-1"])).to_pylist()  # doctest: +SKIP
-    ['Sports']
+    >>> from pii_frames.engine.loading import shared_detector
+    >>> category_array(pa.array(["The match ended 2-1"])).to_pylist()[0] in shared_detector().doc_classes
+    True
     """
     return _field(values, "category", model=model, name=name, options=options)
 
@@ -297,7 +291,7 @@ def detect_table(
     ``columns=None`` means every string column. Errors name the column.
 
     >>> table = pa.table({"id": [1], "body": ["Call 555-0100"]})
-    >>> detect_table(table, ["body"])["body"].type == DETECT_TYPE  # doctest: +SKIP
+    >>> detect_table(table, ["body"])["body"].type == DETECT_TYPE
     True
     """
     names = _column_names(table, columns)
@@ -323,7 +317,7 @@ def redact_table(
     RecordBatch.
 
     >>> table = pa.table({"id": [1, 2], "body": ["Mail anna@example.com", None]})
-    >>> redact_table(table, ["body"], spans=True).column_names  # doctest: +SKIP
+    >>> redact_table(table, ["body"], spans=True).column_names
     ['id', 'body', 'body_pii_spans']
     """
     detected = detect_table(table, columns, model=model, **options)

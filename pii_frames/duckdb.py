@@ -5,9 +5,9 @@ views or Parquet/CSV scans::
 
     >>> import duckdb, pii_frames.duckdb
     >>> con = duckdb.connect()
-    >>> pii_frames.duckdb.register(con)  # doctest: +SKIP
-    >>> con.sql("SELECT pii_redact('Call Anna at 555-0100')").fetchall()  # doctest: +SKIP
-    [('Call <PRIVATE_PERSON> at <PRIVATE_PHONE>',)]
+    >>> _ = pii_frames.duckdb.register(con)
+    >>> con.sql("SELECT pii_redact('Contact: anna@example.com')").fetchall()
+    [('Contact: <PRIVATE_EMAIL>',)]
 
 SQL signatures:
 
@@ -168,9 +168,9 @@ def register(
     ('Hi Ada',)
 
     >>> import duckdb, pii_frames.duckdb
-    >>> con = pii_frames.duckdb.register(duckdb.connect(), output_mode="redacted")  # doctest: +SKIP
-    >>> con.sql("SELECT pii_redact(NULL)").fetchall()  # doctest: +SKIP
-    [(None,)]
+    >>> con = pii_frames.duckdb.register(duckdb.connect(), output_mode="redacted")
+    >>> con.sql("SELECT pii_redact(NULL), pii_redact('Contact: anna@example.com')").fetchall()
+    [(None, 'Contact: <REDACTED>')]
     """
     if not isinstance(con, duckdb.DuckDBPyConnection):
         raise TypeError(

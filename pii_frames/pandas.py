@@ -3,11 +3,9 @@
 Importing this module registers the accessor::
 
     >>> import pandas as pd, pii_frames.pandas
-    >>> s = pd.Series(["Mail anna@example.com", None], index=["a", "b"], name="body")
-    >>> s.pii.redact()  # doctest: +SKIP
-    a    Mail <PRIVATE_EMAIL>
-    b                     NaN
-    Name: body, dtype: str
+    >>> s = pd.Series(["Contact: anna@example.com", None], index=["a", "b"], name="body")
+    >>> s.pii.redact().to_dict()
+    {'a': 'Contact: <PRIVATE_EMAIL>', 'b': nan}
 
 Text columns of every flavour work: pandas 3's default ``str`` dtype,
 ``string`` (python or pyarrow storage), ``ArrowDtype`` string types,
@@ -148,8 +146,8 @@ class PiiSeriesAccessor:
         """Redacted text, same index, name and dtype; missing stays missing.
 
         >>> import pandas as pd, pii_frames.pandas
-        >>> pd.Series(["Call Anna at 555-0100"]).pii.redact().tolist()  # doctest: +SKIP
-        ['Call <PRIVATE_PERSON> at <PRIVATE_PHONE>']
+        >>> pd.Series(["Contact: anna@example.com"]).pii.redact().tolist()
+        ['Contact: <PRIVATE_EMAIL>']
         """
         return self._text_output(pc.struct_field(self._detect(options), "redacted_text"))
 
@@ -170,7 +168,9 @@ class PiiSeriesAccessor:
         """Document category per row (missing without a document head), same dtype as the text.
 
         >>> import pandas as pd, pii_frames.pandas
-        >>> pd.Series(["The match ended 2-1"]).pii.category()  # doctest: +SKIP
+        >>> import pii_frames as pii
+        >>> pd.Series(["The match ended 2-1"]).pii.category()[0] in pii.load("default").doc_classes
+        True
         """
         return self._text_output(pc.struct_field(self._detect(options), "category"))
 
@@ -201,7 +201,7 @@ class PiiSeriesAccessor:
         """All outputs in one pass: a DataFrame with ``redacted_text``, ``spans``, ``category``, ``labels``.
 
         >>> import pandas as pd, pii_frames.pandas
-        >>> pd.Series(["Hi Anna"], index=[7]).pii.detect().columns.tolist()  # doctest: +SKIP
+        >>> pd.Series(["Hi Anna"], index=[7]).pii.detect().columns.tolist()
         ['redacted_text', 'spans', 'category', 'labels']
         """
         result = self._detect(options)

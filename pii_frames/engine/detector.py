@@ -498,8 +498,10 @@ class Detector:
     def token_logprobs(self, text: str) -> tuple[list[int], np.ndarray]:
         """Token ids and the classifier's per-token log-softmax, float32 [T, num_labels].
 
-        >>> ids, logprobs = detector.token_logprobs("Hi Ann")    # doctest: +SKIP
-        >>> logprobs.shape == (len(ids), len(detector.labels))   # doctest: +SKIP
+        >>> import pii_frames as pii
+        >>> detector = pii.load("default")
+        >>> ids, logprobs = detector.token_logprobs("Hi Ann")
+        >>> logprobs.shape == (len(ids), len(detector.labels))
         True
         """
         if not isinstance(text, str):

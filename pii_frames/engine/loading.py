@@ -225,9 +225,9 @@ def load(model: str | os.PathLike | None = None, *, device: str | torch.device =
     ``token_budget``, ``threads``, ``progress``, ``on_error``).
 
     >>> import pii_frames as pii
-    >>> detector = pii.load()                      # doctest: +SKIP
-    >>> detector.redact("Call Ann on 555-0100").redacted_text   # doctest: +SKIP
-    'Call <PRIVATE_PERSON> on <PRIVATE_PHONE>'
+    >>> detector = pii.load("default")             # or pii.load() for the default resolution
+    >>> detector.redact("Contact: ann@example.com").redacted_text
+    'Contact: <PRIVATE_EMAIL>'
     """
     from pii_frames.engine.detector import Detector
 
