@@ -12,7 +12,6 @@ __all__ = [
     "policy_from_dict",
 ]
 
-OPERATORS = ("placeholder", "mask", "pseudonym", "encrypt", "keep_last", "drop")
 # Operators that need the secret key.
 KEYED_OPERATORS = ("pseudonym", "encrypt")
 DENY_LIST_LABEL = "deny_list"
@@ -303,22 +302,34 @@ class Policy:
             >>> Policy().replacement("private_person", "Ada")
             '<PRIVATE_PERSON>'
         """
-        operator = operator or self.operator_for(label)
-        if operator == "placeholder":
-            return f"<{placeholder_name(label)}>"
-        if operator == "mask":
-            return self.mask_char * len(value)
-        if operator == "keep_last":
-            if len(value) <= self.keep_last:
-                return self.mask_char * len(value)
-            return self.mask_char * (len(value) - self.keep_last) + value[len(value) - self.keep_last :]
-        if operator == "drop":
-            return ""
-        if operator == "encrypt":
-            return self.encryption_key().encrypt(label, value)
-        message = f"{label}\x00{value}".encode("utf-8", errors="surrogatepass")
-        digest = hmac.new(self._secret(), message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_DIGITS]
-        return f"<{placeholder_name(label)}_{digest}>"
+        return OPERATOR_FUNCTIONS[operator or self.operator_for(label)](self, label, value)
+
+    def description(self) -> dict:
+        """A JSON-able description of everything that changes the output, for fingerprints and audits.
+
+        Every field but the key, as plain JSON values; recognizers by their fingerprint; the key (or key
+        source) as the tokens it gives for fixed probes, so a new key means a new description while the
+        key itself never appears. This is the one description of a policy: jobs hash it to decide
+        whether earlier output can be reused.
+
+        Example:
+            >>> a = Policy("pseudonym", key="k1").description()
+            >>> a["operator"], "k1" in str(a), a == Policy("pseudonym", key="k2").description()
+            ('pseudonym', False, False)
+        """
+        described = {}
+        for name, value in self._state().items():
+            if name == "key":
+                continue
+            if name == "recognizers":
+                value = None if value is None else value.fingerprint
+            described[name] = _jsonable(value)
+        if self.has_key:
+            described["key"] = [
+                _pseudonym(self, label, f"pii_frames fingerprint probe {label}")
+                for label in ("private_person", "private_email", "account_number", "secret")
+            ]
+        return described
 
     def check_labels(self, known_labels: Iterable[str]) -> None:
         """Raise ValueError when ``labels`` or ``per_label`` names a label the model does not have.
@@ -359,6 +370,57 @@ class Policy:
                 continue
             parts.append(f"{name}={value!r}")
         return f"Policy({', '.join(parts)})"
+
+
+def _placeholder(policy: Policy, label: str, value: str) -> str:
+    return f"<{placeholder_name(label)}>"
+
+
+def _mask(policy: Policy, label: str, value: str) -> str:
+    return policy.mask_char * len(value)
+
+
+def _keep_last(policy: Policy, label: str, value: str) -> str:
+    if len(value) <= policy.keep_last:
+        return policy.mask_char * len(value)
+    return policy.mask_char * (len(value) - policy.keep_last) + value[len(value) - policy.keep_last :]
+
+
+def _drop(policy: Policy, label: str, value: str) -> str:
+    return ""
+
+
+def _pseudonym(policy: Policy, label: str, value: str) -> str:
+    message = f"{label}\x00{value}".encode("utf-8", errors="surrogatepass")
+    digest = hmac.new(policy._secret(), message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_DIGITS]
+    return f"<{placeholder_name(label)}_{digest}>"
+
+
+def _encrypt(policy: Policy, label: str, value: str) -> str:
+    return policy.encryption_key().encrypt(label, value)
+
+
+# The operators, each a function (policy, label, value) -> replacement text. Adding an operator is one
+# function and one entry here (plus KEYED_OPERATORS when it needs the key).
+OPERATOR_FUNCTIONS = {
+    "placeholder": _placeholder,
+    "mask": _mask,
+    "pseudonym": _pseudonym,
+    "encrypt": _encrypt,
+    "keep_last": _keep_last,
+    "drop": _drop,
+}
+OPERATORS = tuple(OPERATOR_FUNCTIONS)
+
+
+def _jsonable(value):
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda item: str(item[0]))}
+    if isinstance(value, (set, frozenset)):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def _rebuild_policy(state: dict) -> Policy:
