@@ -7,11 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pii_frames.decode.spans import CharSpan
-from pii_frames.recognizers import RecognizerSet, SourcedSpan, merge_spans
+from pii_frames.recognizers import RecognizerSet, merge_spans
 
 
 def P(label, start, end, score=0.95, source="pattern"):
-    return SourcedSpan(label, start, end, score, source)
+    return CharSpan(label, start, end, score, source)
 
 
 def test_pattern_wins_over_a_model_span_of_another_label():
@@ -23,9 +23,9 @@ def test_model_span_keeps_its_parts_outside_the_pattern_span():
     text = "Call Jane Doe-4111111111111111 now"
     model = [CharSpan("private_person", 5, 30, 0.7)]
     pattern = [P("account_number", 14, 30, 0.97)]
-    assert merge_spans(model, pattern) == [SourcedSpan("private_person", 5, 14, 0.7, "model"), P("account_number", 14, 30, 0.97)]
+    assert merge_spans(model, pattern) == [CharSpan("private_person", 5, 14, 0.7, "model"), P("account_number", 14, 30, 0.97)]
     # With the text, the leftover loses the hyphen it ended on.
-    assert merge_spans(model, pattern, text) == [SourcedSpan("private_person", 5, 13, 0.7, "model"), P("account_number", 14, 30, 0.97)]
+    assert merge_spans(model, pattern, text) == [CharSpan("private_person", 5, 13, 0.7, "model"), P("account_number", 14, 30, 0.97)]
 
 
 def test_leftover_without_letters_or_digits_vanishes_with_text():
@@ -33,17 +33,17 @@ def test_leftover_without_letters_or_digits_vanishes_with_text():
     model = [CharSpan("private_phone", 2, 37, 0.6)]
     pattern = [P("account_number", 2, 18), P("account_number", 21, 37)]
     assert merge_spans(model, pattern, text) == pattern
-    assert merge_spans(model, pattern) == [pattern[0], SourcedSpan("private_phone", 18, 21, 0.6, "model"), pattern[1]]
+    assert merge_spans(model, pattern) == [pattern[0], CharSpan("private_phone", 18, 21, 0.6, "model"), pattern[1]]
 
 
 def test_same_label_overlaps_become_their_union():
     out = merge_spans([CharSpan("private_email", 0, 12, 0.6)], [P("private_email", 4, 20, 0.95)])
-    assert out == [SourcedSpan("private_email", 0, 20, 0.95, "pattern")]
+    assert out == [CharSpan("private_email", 0, 20, 0.95, "pattern")]
 
 
 def test_non_overlapping_spans_are_kept_sorted_and_model_spans_say_model():
     out = merge_spans([CharSpan("private_person", 30, 34, 0.9), CharSpan("private_date", 0, 5, 0.8)], [P("secret", 10, 20)])
-    assert out == [SourcedSpan("private_date", 0, 5, 0.8, "model"), P("secret", 10, 20), SourcedSpan("private_person", 30, 34, 0.9, "model")]
+    assert out == [CharSpan("private_date", 0, 5, 0.8, "model"), P("secret", 10, 20), CharSpan("private_person", 30, 34, 0.9, "model")]
     assert merge_spans([], []) == []
 
 
@@ -52,7 +52,7 @@ def test_deny_list_beats_pattern_beats_model():
     pattern = P("secret", 0, 12, 0.99)
     model = CharSpan("private_person", 0, 20, 0.99)
     assert merge_spans([model], [pattern, deny]) == [
-        P("secret", 0, 5, 0.99), deny, P("secret", 10, 12, 0.99), SourcedSpan("private_person", 12, 20, 0.99, "model")]
+        P("secret", 0, 5, 0.99), deny, P("secret", 10, 12, 0.99), CharSpan("private_person", 12, 20, 0.99, "model")]
 
 
 def test_with_recognizer_output_end_to_end():
@@ -61,13 +61,6 @@ def test_with_recognizer_output_end_to_end():
     model = [CharSpan("private_phone", 4, 23, 0.55), CharSpan("private_person", 27, 31, 0.98)]
     assert [(s.label, text[s.start:s.end], s.source) for s in merge_spans(model, pattern, text)] == [
         ("account_number", "4111 1111 1111 1111", "pattern"), ("private_person", "Jane", "model")]
-
-
-def test_sourced_span_checks_its_fields():
-    with pytest.raises(ValueError, match="span source must be one of"):
-        SourcedSpan("x", 0, 1, 1.0, "regex")
-    with pytest.raises(ValueError, match="start < end"):
-        SourcedSpan("x", 3, 3, 1.0)
 
 
 _spans = st.lists(
@@ -80,8 +73,8 @@ _spans = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(_spans, _spans)
 def test_merge_properties(model_raw, pattern_raw):
-    model = [SourcedSpan(label, s, s + n, score, "model") for label, s, n, score, _ in model_raw]
-    pattern = [SourcedSpan(label, s, s + n, score, source) for label, s, n, score, source in pattern_raw]
+    model = [CharSpan(label, s, s + n, score, "model") for label, s, n, score, _ in model_raw]
+    pattern = [CharSpan(label, s, s + n, score, source) for label, s, n, score, source in pattern_raw]
     out = merge_spans(model, pattern)
     # Non-overlapping and sorted.
     assert all(a.end <= b.start for a, b in zip(out, out[1:]))

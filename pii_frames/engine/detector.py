@@ -479,7 +479,7 @@ class Detector:
             if recognizers is not None:
                 from pii_frames.recognizers import merge_spans
 
-                spans = [span.to_char_span() for span in merge_spans(spans, recognizers.find(text), text)]
+                spans = merge_spans(spans, recognizers.find(text), text)
             return build_result(
                 text,
                 spans,

@@ -16,7 +16,7 @@ Example:
 
 from .builtin import BUILTIN_NAMES, BUILTINS, builtin
 from .custom import DEFAULT_CONTEXT_BOOST, VALIDATORS, Recognizer, validator_names
-from .merge import SOURCES, SourcedSpan, merge_spans
+from .merge import SOURCES, merge_spans
 from .scanner import RECOGNIZERS_VERSION
 from .sets import RecognizerSet
 
@@ -29,7 +29,6 @@ __all__ = [
     "VALIDATORS",
     "Recognizer",
     "RecognizerSet",
-    "SourcedSpan",
     "builtin",
     "merge_spans",
     "validator_names",

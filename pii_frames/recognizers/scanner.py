@@ -25,7 +25,7 @@ import stdnum
 
 from .builtin import BUILTINS, TRIGGERS
 from .custom import VALIDATORS, Recognizer
-from .merge import SourcedSpan
+from pii_frames.decode.spans import CharSpan
 
 __all__ = ["RECOGNIZERS_VERSION", "Compiled", "compile_branches", "find_spans", "fingerprint_of"]
 
@@ -274,7 +274,7 @@ def _is_whole_phone(candidate: str, region: str) -> bool:
     return phonenumbers.is_valid_number_for_region(number, main)
 
 
-def _emit(branch: Branch, text: str, m: re.Match[str], groups: tuple[str, ...], region: str) -> list[SourcedSpan]:
+def _emit(branch: Branch, text: str, m: re.Match[str], groups: tuple[str, ...], region: str) -> list[CharSpan]:
     spans = []
     recognizer = branch.recognizer
     for start, end in _candidates(branch, text, m, groups, region):
@@ -284,15 +284,15 @@ def _emit(branch: Branch, text: str, m: re.Match[str], groups: tuple[str, ...], 
             continue
         score = _context_score(branch, text, start, end)
         if score >= recognizer.min_score:
-            spans.append(SourcedSpan(recognizer.label, start, end, score, "pattern"))
+            spans.append(CharSpan(recognizer.label, start, end, score, "pattern"))
             if recognizer.extractor != "phone":
                 break
     return spans
 
 
-def find_spans(text: str, compiled: Compiled, region: str) -> list[SourcedSpan]:
+def find_spans(text: str, compiled: Compiled, region: str) -> list[CharSpan]:
     """All accepted spans of ``text``, non-overlapping, sorted by start (see the module docstring)."""
-    spans: list[SourcedSpan] = []
+    spans: list[CharSpan] = []
     branches, separate, lookup = compiled.branches, compiled.separate, compiled.lookup
     pattern = compiled.pattern_for(text)
     if pattern is not None:

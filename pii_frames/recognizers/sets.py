@@ -10,7 +10,7 @@ import phonenumbers
 
 from .builtin import BUILTIN_NAMES, BUILTINS, builtin
 from .custom import Recognizer
-from .merge import SourcedSpan
+from pii_frames.decode.spans import CharSpan
 from .scanner import Compiled, compile_branches, find_spans, fingerprint_of
 
 __all__ = ["RecognizerSet"]
@@ -186,7 +186,7 @@ class RecognizerSet:
         return RecognizerSet(self._recognizers, region=region)
 
     # --- use ----------------------------------------------------------------------------------
-    def find(self, text: str) -> list[SourcedSpan]:
+    def find(self, text: str) -> list[CharSpan]:
         """Validated spans of ``text`` (source ``"pattern"``), non-overlapping, sorted by start.
 
         Example:
@@ -200,12 +200,12 @@ class RecognizerSet:
             self._compiled = compile_branches(self._recognizers)
         return find_spans(text, self._compiled, self._region)
 
-    def find_many(self, texts: Iterable[str | None]) -> list[list[SourcedSpan] | None]:
+    def find_many(self, texts: Iterable[str | None]) -> list[list[CharSpan] | None]:
         """:meth:`find` of each text; a null stays None.
 
         Example:
             >>> RecognizerSet.default().find_many(["mail bob@example.org", None, ""])
-            [[SourcedSpan(label='private_email', start=5, end=20, score=0.95, source='pattern')], None, []]
+            [[CharSpan(label='private_email', start=5, end=20, score=0.95, source='pattern')], None, []]
         """
         return [None if t is None else self.find(t) for t in texts]
 
