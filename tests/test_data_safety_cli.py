@@ -234,3 +234,29 @@ def test_csv_rows_longer_than_a_read_block_are_read_whole(tmp_path):
     batches = list(FileSource(str(source), "csv", ["body"], batch_rows=20_000))
     assert [t.num_rows for t in batches] == [20_000, 20_000, 20_000, 2]
     assert batches[-1].column("body").to_pylist() == [huge, "after"]
+
+
+def test_model_calls_stay_bounded_whatever_batch_rows(tmp_path, monkeypatch):
+    import pii_frames
+    from pii_frames import cli
+    from pii_frames.engine.detector import Detector
+    from pii_frames.io.text import MODEL_CALL_BYTES
+
+    rows = [f"row {i}: write to ann{i}@example.com or call 555-01{i % 100:02d}. " * 4 for i in range(900)]
+    rows[7] = None
+    source, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
+    pq.write_table(pa.table({"id": list(range(900)), "body": rows}), source)
+    calls: list[int] = []
+    original = Detector.detect_arrow
+
+    def recording(self, array, **options):
+        calls.append(sum(len(v.encode()) for v in array.to_pylist() if v))
+        return original(self, array, **options)
+
+    monkeypatch.setattr(Detector, "detect_arrow", recording)
+    assert cli.main(["table", str(source), "-c", "body", "-o", str(out), "--model", MODEL, "--no-progress"]) == 0
+    total = sum(len(r.encode()) for r in rows if r)
+    assert total > 2 * MODEL_CALL_BYTES and len(calls) >= 3  # one 900-row read batch, several model calls
+    assert sum(calls) == total and max(calls) <= MODEL_CALL_BYTES
+    expected = [None if r is None else r.redacted_text for r in pii_frames.load(MODEL).redact_many(rows)]
+    assert pq.read_table(out).column("body").to_pylist() == expected

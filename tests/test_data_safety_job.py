@@ -280,3 +280,27 @@ def test_literal_key_is_pickled_only_on_purpose_and_a_key_reference_travels_inst
     assert digest == literal.policy_hash
     assert pseudonym == literal.policy_object.replacement("private_person", "Ann")
 
+
+
+def test_model_calls_stay_bounded_within_a_big_chunk(tmp_path, monkeypatch):
+    from pii_frames.engine.detector import Detector
+    from pii_frames.io.text import MODEL_CALL_BYTES
+
+    rows = [f"ticket {i}: mail ann{i}@example.com, phone 555-01{i % 100:02d}. " * 4 for i in range(700)]
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": list(range(700)), "body": rows}), source)
+    calls: list[int] = []
+    original = Detector.detect_arrow
+
+    def recording(self, array, **options):
+        calls.append(sum(len(v.encode()) for v in array.to_pylist() if v))
+        return original(self, array, **options)
+
+    monkeypatch.setattr(Detector, "detect_arrow", recording)
+    job(source, tmp_path / "out", rows_per_chunk=50_000).run()
+    assert sum(calls) == sum(len(r.encode()) for r in rows) and len(calls) >= 3
+    assert max(calls) <= MODEL_CALL_BYTES
+    output = pq.read_table(tmp_path / "out")
+    expected = [r.redacted_text for r in SanitizeJob(source=str(source), columns="body", destination=str(tmp_path / "o2"),
+                                                      model=TINY).detector().redact_many(rows)]
+    assert output.column("body").to_pylist() == expected

@@ -83,8 +83,9 @@ from pii_frames.io.locations import (
     read_parquet_pieces,
     read_parquet_schema,
 )
+from pii_frames.io.memory import release_memory
 from pii_frames.io.paths import overlaps
-from pii_frames.io.text import InvalidTextError, null_invalid_utf8
+from pii_frames.io.text import MODEL_CALL_BYTES, InvalidTextError, null_invalid_utf8, text_slices
 
 log = logging.getLogger(__name__)
 
@@ -314,8 +315,8 @@ def checkpoint_fingerprint(checkpoint_dir: str | os.PathLike) -> str:
 def model_revision(model: str | None) -> str:
     """``<model id>@<checkpoint hash prefix>`` for the model ``pii_frames.load(model)`` would use, without loading it.
 
-    >>> model_revision("/work/shared/fixtures/opf-tiny")   # doctest: +SKIP
-    '/work/shared/fixtures/opf-tiny@5f0c2d9a41b7'
+    >>> model_revision("default")                # doctest: +ELLIPSIS
+    'pii-frames/default@...'
     """
     from pii_frames.engine.loading import resolve_checkpoint
 
@@ -758,10 +759,18 @@ class SanitizeJob:
             values = table.column(name).combine_chunks()
             if not pa.types.is_string(values.type):
                 values = values.cast(pa.string())
-            try:
-                result = detector.detect_arrow(values, policy=self.policy_object, column=name, **self.detect_options)
-            except Exception as error:
-                raise SanitizeJobError(f"model failed on column {name!r}: {error}") from error
+            # One bounded slice of text per model call: the engine's memory follows the slice,
+            # not the chunk (50,000 rows by default).
+            parts = []
+            for start, stop in text_slices(values, MODEL_CALL_BYTES) or [(0, 0)]:
+                try:
+                    parts.append(detector.detect_arrow(values.slice(start, stop - start), policy=self.policy_object,
+                                                       column=name, **self.detect_options))
+                except Exception as error:
+                    where = f" (rows {start}-{stop - 1}; the row number below counts within them)" if start else ""
+                    raise SanitizeJobError(f"model failed on column {name!r}{where}: {error}") from error
+                release_memory()
+            result = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
             if len(result) != len(values):
                 raise SanitizeJobError(f"model returned {len(result)} rows for {len(values)} in column {name!r}")
             redacted = pc.struct_field(result, "redacted_text")
@@ -1019,8 +1028,6 @@ class SanitizeJob:
 
     def run(self, *, run_id: str | None = None) -> dict[str, Any]:
         """Plan, sanitize every chunk in this process, then publish. Returns the publish summary."""
-        from pii_frames.io.memory import release_memory
-
         plan = self.plan()
         results = []
         for chunk in plan:

@@ -18,6 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 ON_ERROR = ("raise", "null")
+#: Text handed to the model in one call by the table paths (CLI ``table``, Airflow job): at about
+#: 200 bytes a row that is ~330 rows, ~20k tokens; the engine's working memory follows this, not
+#: the read batch (8,192 rows by default) or the job chunk (50,000 rows).
+MODEL_CALL_BYTES = 64 << 10
 
 
 class InvalidTextError(ValueError):
@@ -161,3 +165,33 @@ def _text_of(data_type: pa.DataType) -> pa.DataType:
     if pa.types.is_dictionary(data_type):
         data_type = data_type.value_type
     return data_type if not pa.types.is_null(data_type) else pa.string()
+
+
+def text_slices(values: pa.Array | pa.ChunkedArray, max_chars: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` row ranges covering ``values`` with at most about ``max_chars`` characters each.
+
+    The model's working memory grows with the text it is given in one call, so
+    table paths hand the engine one slice at a time rather than a whole read
+    batch: memory stays bounded whatever ``--batch-rows`` or ``rows_per_chunk``
+    is. A single longer row is a slice of its own. Counted in bytes (UTF-8),
+    which bounds the characters and, roughly, the tokens.
+
+    >>> text_slices(pa.array(["aaaa", "bb", None, "cccccc", "d"]), 6)
+    [(0, 3), (3, 4), (4, 5)]
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if pa.types.is_null(values.type) or len(values) == 0:
+        return [(0, len(values))] if len(values) else []
+    lengths = pc.fill_null(pc.binary_length(_as_bytes(values)), 0).to_numpy(zero_copy_only=False)
+    slices: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for row, length in enumerate(lengths.tolist()):
+        if row > start and size + length > max_chars:
+            slices.append((start, row))
+            start, size = row, 0
+        size += length
+    slices.append((start, len(lengths)))
+    return slices
