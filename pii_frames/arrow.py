@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 # The engine declares the output types once (re-exported here for users).
 from pii_frames.engine.schema import DETECT_TYPE, SPAN_TYPE, SPANS_TYPE, detect_type, is_text_type
-from pii_frames.redact.policy import as_policy
+from pii_frames.engine.options import PER_CALL, split_options
 
 if TYPE_CHECKING:
     from pii_frames.engine.detector import Detector
@@ -57,38 +57,14 @@ __all__ = [
     "apply_detections",
 ]
 
-# Keyword arguments that configure one detection call; every other keyword an
-# adapter receives configures the model (pii_frames.load: device, dtype, ...).
-DETECT_OPTIONS = ("policy", "output_mode", "decode_mode", "biases", "on_error", "progress", "with_text")
+# Keyword arguments that configure one detection call (the rest configure the shared Detector).
+DETECT_OPTIONS = PER_CALL
 
 # Names of the columns added next to a text column (the engine's detect_table uses the same).
 SPANS_SUFFIX = "_pii_spans"
 CATEGORY_SUFFIX = "_pii_category"
 
 ArrayLike = pa.Array | pa.ChunkedArray | Sequence[Any]
-
-
-def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split adapter keyword arguments into (model options, detection options).
-
-    Detection options are those in :data:`DETECT_OPTIONS`; a ``policy`` given
-    as a mapping is turned into a :class:`pii_frames.Policy`. Everything else
-    (``model``, ``device``, ``dtype``, ...) goes to :func:`pii_frames.load`.
-
-    >>> split_options({"device": "cpu", "output_mode": "redacted"})
-    ({'device': 'cpu'}, {'output_mode': 'redacted'})
-    """
-    load_options: dict[str, Any] = {}
-    detect_options: dict[str, Any] = {}
-    for key, value in options.items():
-        if key in DETECT_OPTIONS:
-            if value is not None:
-                detect_options[key] = value
-        else:
-            load_options[key] = value
-    if "policy" in detect_options:
-        detect_options["policy"] = as_policy(detect_options["policy"])
-    return load_options, detect_options
 
 
 def resolve_detector(model: Any = None, **load_options: Any) -> Detector:

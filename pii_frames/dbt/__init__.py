@@ -30,7 +30,6 @@ dbt-duckdb plugins, so this needs dbt Core.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Dict
 
 try:
@@ -42,16 +41,14 @@ __all__ = ["Plugin", "known_options"]
 
 
 def known_options() -> set[str]:
-    """Every config key the plugin accepts (read from the engine, so it never drifts).
+    """Every config key the plugin accepts (the engine's DetectOptions, so it never drifts).
 
     >>> {"model", "policy", "device", "token_budget"} <= known_options()
     True
     """
-    from pii_frames.arrow import DETECT_OPTIONS
-    from pii_frames.engine.detector import Detector
+    from pii_frames.engine.options import option_names
 
-    detector_options = set(inspect.signature(Detector.__init__).parameters) - {"self", "shared"}
-    return {"model", "device", "dtype"} | set(DETECT_OPTIONS) | detector_options
+    return {"model"} | option_names()
 
 
 class Plugin(BasePlugin):

@@ -15,7 +15,6 @@ Every adapter ends up in :meth:`Detector.detect_arrow` (or its list twin
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import warnings
@@ -27,19 +26,15 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from pii_frames.engine.options import DetectOptions
 from pii_frames.engine.schema import detect_type, is_text_type
 from pii_frames.engine.settings import env_flag, env_int
 
-DECODE_MODES = ("viterbi", "argmax")
-OUTPUT_MODES = ("typed", "redacted")
-ON_ERROR = ("raise", "null")
 PROGRESS_MIN_TOKENS = 20_000
 SURROGATE_WARNING = (
     "Input text holds lone surrogates (not encodable as UTF-8); the model read each as U+FFFD, and the "
     "result keeps them as they are in the input."
 )
-# The result cache is bounded in entries and in bytes (texts are kept as keys: long documents add up).
-CACHE_MAX_BYTES = 256 * 2**20
 
 
 class RowError(ValueError):
@@ -125,17 +120,14 @@ class _DecodeSettings:
     discard_overlapping: bool
 
 
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not valid; use one of {', '.join(choices)}")
-    return value
-
-
 class Detector:
     """Finds and redacts personal data with a loaded privacy-filter model.
 
     Create it with :func:`pii_frames.load`; Detectors on the same checkpoint
-    share one model in memory and are safe to use from several threads.
+    share one model in memory and are safe to use from several threads. Its
+    settings are one :class:`~pii_frames.engine.options.DetectOptions`
+    (``detector.options``), given as keywords to ``pii.load``; the per-call
+    keywords of ``redact``/``redact_many``/``detect_arrow`` override them.
 
     ``recognizers``: validated patterns run beside the model (see
     :mod:`pii_frames.recognizers`): ``"builtin"`` (the default: cards, IBANs,
@@ -158,48 +150,29 @@ class Detector:
     'Please write to <PRIVATE_EMAIL> today.'
     """
 
-    def __init__(
-        self,
-        shared,
-        *,
-        decode_mode: str = "viterbi",
-        output_mode: str = "typed",
-        policy=None,
-        biases: dict | None = None,
-        trim_whitespace: bool = True,
-        discard_overlapping: bool = False,
-        n_ctx: int | None = None,
-        token_budget: int | None = None,
-        threads: int | None = None,
-        progress: bool | None = None,
-        on_error: str = "raise",
-        cache_size: int = 100_000,
-        cache_bytes: int = CACHE_MAX_BYTES,
-        opf_compatible: bool = False,
-        recognizers="builtin",
-    ):
+    def __init__(self, shared, options: DetectOptions | None = None, **changes):
         self._shared = shared
-        self.decode_mode = _check_choice("decode_mode", decode_mode, DECODE_MODES)
-        self.output_mode = _check_choice("output_mode", output_mode, OUTPUT_MODES)
-        self.on_error = _check_choice("on_error", on_error, ON_ERROR)
-        self.policy = policy
-        self.biases = dict(biases) if biases else None
-        self.trim_whitespace = bool(trim_whitespace)
-        self.discard_overlapping = bool(discard_overlapping)
+        self.options = (options or DetectOptions()).replace(**changes)
+        opts = self.options
         on_cpu = shared.device.type == "cpu"
-        config = shared.model.config
-        self.n_ctx = int(n_ctx or env_int("PII_FRAMES_N_CTX") or (4096 if on_cpu else config.default_n_ctx))
-        self.token_budget = int(token_budget or env_int("PII_FRAMES_TOKEN_BUDGET") or (8192 if on_cpu else 65536))
-        self.threads = threads or env_int("PII_FRAMES_THREADS")
-        self.progress = progress
-        self.opf_compatible = bool(opf_compatible)
-        self.recognizers = resolve_recognizers(recognizers)
-        self.cache_size = int(cache_size)
-        self.cache_bytes = int(cache_bytes)
+        # Window, batch and thread sizes: the option, else the environment, else the device's default.
+        self.n_ctx = int(opts.n_ctx or env_int("PII_FRAMES_N_CTX") or (4096 if on_cpu else shared.model.config.default_n_ctx))
+        self.token_budget = int(opts.token_budget or env_int("PII_FRAMES_TOKEN_BUDGET") or (8192 if on_cpu else 65536))
+        self.threads = opts.threads or env_int("PII_FRAMES_THREADS")
         self._cache: OrderedDict = OrderedDict()
         self._cache_used_bytes = 0
         self._cache_lock = threading.Lock()
         self._per_thread = threading.local()
+
+    # Read-only views of the options most callers look at.
+    decode_mode = property(lambda self: self.options.decode_mode)
+    output_mode = property(lambda self: self.options.output_mode)
+    on_error = property(lambda self: self.options.on_error)
+    policy = property(lambda self: self.options.policy)
+    opf_compatible = property(lambda self: self.options.opf_compatible)
+    recognizers = property(lambda self: self.options.recognizers)
+    cache_size = property(lambda self: self.options.cache_size)
+    cache_bytes = property(lambda self: self.options.cache_bytes)
 
     @property
     def last_errors(self) -> list[RowError]:
@@ -269,15 +242,15 @@ class Detector:
         )
 
     # ------------------------------------------------------------ internals
-    def _decode_settings(self, decode_mode, biases) -> _DecodeSettings:
-        mode = _check_choice("decode_mode", decode_mode or self.decode_mode, DECODE_MODES)
+    def _decode_settings(self, call: DetectOptions) -> _DecodeSettings:
         merged = dict(self._shared.calibration or {})
-        merged.update(self.biases or {})
-        merged.update(biases or {})
-        return _DecodeSettings(mode, tuple(sorted(merged.items())), self.trim_whitespace, self.discard_overlapping)
+        merged.update(self.options.biases)
+        merged.update(call.biases)
+        return _DecodeSettings(call.decode_mode, tuple(sorted(merged.items())), call.trim_whitespace,
+                               call.discard_overlapping)
 
     def _progress_bar(self, total_tokens: int, progress):
-        wanted = progress if progress is not None else self.progress
+        wanted = progress if progress is not None else self.options.progress
         if wanted is None:
             wanted = env_flag("PII_FRAMES_PROGRESS")
         if wanted is None:
@@ -409,22 +382,20 @@ class Detector:
                     span_lists.append(exc)
             return span_lists
 
-    def _results(self, values: Sequence, *, policy, output_mode, decode_mode, biases, on_error, progress,
-                 column: str | None = None, preset_errors: Sequence[RowError] = ()) -> list:
-        """RedactionResult | None per input value, in input order; bad rows follow ``on_error``.
+    def _results(self, values: Sequence, call: DetectOptions, *, column: str | None = None,
+                 preset_errors: Sequence[RowError] = ()) -> list:
+        """RedactionResult | None per input value, in input order; bad rows follow ``call.on_error``.
 
         ``preset_errors`` are rows the caller already found unreadable (given as None in ``values``).
         """
         from pii_frames.redact.apply import build_result
-        from pii_frames.redact.policy import as_policy
 
-        on_error = _check_choice("on_error", on_error or self.on_error, ON_ERROR)
-        output_mode = _check_choice("output_mode", output_mode or self.output_mode, OUTPUT_MODES)
-        policy = as_policy(policy if policy is not None else self.policy)
+        on_error, output_mode, policy = call.on_error, call.output_mode, call.policy
         recognizers = self._recognizers_for(policy)
         if policy is not None:
             policy.check_labels([*self._shared.label_space.span_labels, *(recognizers.labels if recognizers else ())])
-        settings = self._decode_settings(decode_mode, biases)
+        settings = self._decode_settings(call)
+        progress = call.progress
 
         unique: dict[str, int] = {}
         errors: dict[int, RowError] = {error.row: error for error in preset_errors}
@@ -522,10 +493,9 @@ class Detector:
         """
         if not isinstance(text, str):
             raise TypeError(f"redact expects a str, got {type(text).__name__}; use redact_many for lists with None")
-        return self._results(
-            [text], policy=policy, output_mode=output_mode, decode_mode=decode_mode, biases=biases,
-            on_error="raise", progress=False,
-        )[0]
+        call = self.options.replace(policy=policy, output_mode=output_mode, decode_mode=decode_mode, biases=biases,
+                                    on_error="raise", progress=False)
+        return self._results([text], call)[0]
 
     def redact_many(
         self, texts: Iterable[str | None], *, policy=None, output_mode=None, decode_mode=None, biases=None,
@@ -537,14 +507,13 @@ class Detector:
         >>> [None if r is None else r.redacted_text for r in pii.load("default").redact_many(["ann@example.com", None])]
         ['<PRIVATE_EMAIL>', None]
         """
-        return self._results(
-            list(texts), policy=policy, output_mode=output_mode, decode_mode=decode_mode, biases=biases,
-            on_error=on_error, progress=progress,
-        )
+        call = self.options.replace(policy=policy, output_mode=output_mode, decode_mode=decode_mode, biases=biases,
+                                    on_error=on_error, progress=progress)
+        return self._results(list(texts), call)
 
     def detect_arrow(
         self, array, *, policy=None, output_mode=None, decode_mode=None, biases=None, on_error=None,
-        progress=None, column: str | None = None, with_text: bool = False,
+        progress=None, column: str | None = None, with_text: bool | None = None,
     ) -> pa.StructArray:
         """Detect PII in an Arrow string column; one output row per input row.
 
@@ -571,36 +540,11 @@ class Detector:
                 "cast it to string first"
             )
         values, unreadable = arrow_text_values(array, f"column {column!r}" if column else None)
-        results = self._results(
-            values, policy=policy, output_mode=output_mode, decode_mode=decode_mode, biases=biases,
-            on_error=on_error, progress=progress, column=f"column {column!r}" if column else None,
-            preset_errors=unreadable,
-        )
-        return results_to_arrow(results, with_text=with_text)
-
-
-def resolve_recognizers(value):
-    """A Detector's ``recognizers`` option as a RecognizerSet, or None when turned off.
-
-    >>> resolve_recognizers(None) is None, len(resolve_recognizers("builtin").names) > 10
-    (True, True)
-    """
-    if value is None or value is False:
-        return None
-    from pii_frames.recognizers import RecognizerSet
-
-    if isinstance(value, RecognizerSet):
-        return value
-    if value is True or value == "builtin":
-        return RecognizerSet.default()
-    if isinstance(value, (dict, list, tuple)):
-        return RecognizerSet.from_config(value)
-    if isinstance(value, (str, os.PathLike)):
-        return RecognizerSet.from_file(value)
-    raise TypeError(
-        f"recognizers must be 'builtin', None, a RecognizerSet, its config or a policy file path, "
-        f"got {type(value).__name__}"
-    )
+        call = self.options.replace(policy=policy, output_mode=output_mode, decode_mode=decode_mode, biases=biases,
+                                    on_error=on_error, progress=progress, with_text=with_text)
+        results = self._results(values, call, column=f"column {column!r}" if column else None,
+                                preset_errors=unreadable)
+        return results_to_arrow(results, with_text=call.with_text)
 
 
 def _entry_bytes(text: str, analysis: Analysis) -> int:
