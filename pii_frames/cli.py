@@ -476,27 +476,6 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
-class _LabelCounter:
-    """Spans and rows per label, accumulated batch by batch for the closing summary."""
-
-    def __init__(self):
-        self.spans: dict[str, int] = {}
-        self.rows: dict[str, int] = {}
-        self.rows_with_pii = 0
-
-    def add(self, detected) -> None:
-        import pyarrow.compute as pc
-
-        result = detected.combine_chunks() if hasattr(detected, "combine_chunks") else detected
-        for store, field in ((self.spans, "spans"), (self.rows, "labels")):
-            values = pc.list_flatten(pc.struct_field(result, field))
-            if field == "spans":
-                values = pc.struct_field(values, "label")
-            for item in pc.value_counts(values).to_pylist():
-                store[item["values"]] = store.get(item["values"], 0) + item["counts"]
-        self.rows_with_pii += pc.sum(pc.greater(pc.list_value_length(pc.struct_field(result, "labels")), 0)).as_py() or 0
-
-
 def cmd_table(args: argparse.Namespace) -> int:
     from pii_frames.io.atomic import Terminated, terminate_on_signals
     from pii_frames.io.files import TableIOError
@@ -517,6 +496,7 @@ def _table(args: argparse.Namespace) -> int:
     import warnings
 
     from pii_frames.arrow import apply_detections
+    from pii_frames.engine.counts import LabelCounts
     from pii_frames.io.files import FileSink, FileSource, check_output_path, format_of
     from pii_frames.io.memory import release_memory
 
@@ -537,7 +517,7 @@ def _table(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    counters = {column: _LabelCounter() for column in columns}
+    counters = {column: LabelCounts() for column in columns}
     started = time.perf_counter()
     sink = FileSink(args.out, out_fmt)
     for path in sink.swept:
@@ -602,28 +582,18 @@ def _detect_bounded(table, columns: Sequence[str], detector, options: dict[str, 
     return found
 
 
-def _summary_dict(args, counters: dict[str, _LabelCounter], rows: int, seconds: float, detector) -> dict[str, Any]:
+def _summary_dict(args, counters: dict[str, LabelCounts], rows: int, seconds: float, detector) -> dict[str, Any]:
     return {
         "input": str(args.input),
         "output": str(args.out),
         "rows": rows,
         "seconds": round(seconds, 3),
         "model": detector.model_id,
-        "columns": {
-            column: {
-                "rows_with_pii": counter.rows_with_pii,
-                "spans": sum(counter.spans.values()),
-                "labels": {
-                    label: {"spans": counter.spans[label], "rows": counter.rows.get(label, 0)}
-                    for label in sorted(counter.spans)
-                },
-            }
-            for column, counter in counters.items()
-        },
+        "columns": {column: counter.to_dict() for column, counter in counters.items()},
     }
 
 
-def _write_summary_json(args, counters: dict[str, _LabelCounter], rows: int, seconds: float, detector) -> None:
+def _write_summary_json(args, counters: dict[str, LabelCounts], rows: int, seconds: float, detector) -> None:
     """Counts only (never a detected value), written atomically."""
     from pii_frames.io.atomic import atomic_write_json
 
@@ -642,7 +612,7 @@ def _empty_output(source: _Source, columns: Sequence[str], args: argparse.Namesp
     return apply_detections(empty, found, spans=args.spans, category=args.category)
 
 
-def _print_summary(args, counters: dict[str, _LabelCounter], rows: int, seconds: float, detector) -> None:
+def _print_summary(args, counters: dict[str, LabelCounts], rows: int, seconds: float, detector) -> None:
     from rich.console import Console
     from rich.table import Table
 
