@@ -62,6 +62,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pii_frames.io import atomic
+from pii_frames.io import sql as sql_io
 from pii_frames.io.locations import (
     DuckDBLocation,
     Location,
@@ -85,6 +86,7 @@ from pii_frames.io.locations import (
 )
 from pii_frames.io.memory import release_memory
 from pii_frames.io.paths import overlaps
+from pii_frames.io.sql import SQLLocation
 from pii_frames.io.text import MODEL_CALL_BYTES, InvalidTextError, null_invalid_utf8, text_slices
 
 log = logging.getLogger(__name__)
@@ -404,6 +406,16 @@ class SanitizeJob:
         if isinstance(destination, ParquetLocation):
             default_work = destination.path + ".pii_work"
             default_audit = destination.path + "_pii_audit.parquet"
+        elif isinstance(destination, SQLLocation):
+            if not isinstance(self.source_location, SQLLocation):
+                raise ValueError(f"destination {destination.uri} is a SQL table, so the source must be a table of "
+                                 "the same database (its columns are copied from it by the database)")
+            # No file sits beside a SQL table: chunk outputs wait under PII_FRAMES_WORK_DIR (shared storage
+            # when workers run on several machines) or the user's cache.
+            work_root = os.environ.get("PII_FRAMES_WORK_DIR") or os.path.join(
+                os.path.expanduser("~"), ".cache", "pii_frames", "work")
+            default_work = os.path.join(work_root, f"{destination.table}-{stable_hash(destination.uri)[:12]}")
+            default_audit = destination.with_table(destination.table + "_pii_audit").spec
         else:
             default_work = os.path.join(destination.database + ".pii_work", f"{destination.schema}.{destination.table}")
             default_audit = destination.with_table(destination.table + "_pii_audit").uri
@@ -424,6 +436,8 @@ class SanitizeJob:
             value = getattr(self, item.name)
             if item.name == "policy":
                 value = _hidden_spec(value, self.policy_object)
+            elif sql_io.is_sql_location(value):
+                value = sql_io.parse_sql_location(value).uri  # a password in a URL is never shown
             shown.append(f"{item.name}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
 
@@ -475,6 +489,9 @@ class SanitizeJob:
                     f"destination {destination.uri} is the source table {source.uri} (DuckDB matches names "
                     "case-insensitively); choose another table name"
                 )
+            if isinstance(source, SQLLocation):
+                raise ValueError(f"destination {destination.uri} is the source table {source.uri}; choose another "
+                                 "table name")
             raise ValueError(
                 f"destination {destination.uri} overlaps the source {source.uri}; write to a separate folder"
             )
@@ -489,7 +506,7 @@ class SanitizeJob:
                 "output would be read as data rows (or replace the output): put it beside the destination"
             )
         for role, location in (("source", source), ("destination", destination), ("audit_destination", audit)):
-            if overlaps(self.work_dir, location.footprint):
+            if location.footprint is not None and overlaps(self.work_dir, location.footprint):
                 raise ValueError(
                     f"work_dir {self.work_dir} overlaps the {role} {location.uri}; chunk files are pruned "
                     "there, so give it a folder of its own"
@@ -505,6 +522,9 @@ class SanitizeJob:
 
     def _check_owner(self, location: Location, role: str) -> None:
         advice = "choose another location, remove it first, or pass overwrite=True to replace it"
+        if isinstance(location, SQLLocation):
+            sql_io.check_sql_owner(location, role, self.overwrite, error=SanitizeJobError)
+            return
         if isinstance(location, ParquetLocation):
             path = os.path.realpath(location.path)
             if not os.path.exists(path):
@@ -609,6 +629,11 @@ class SanitizeJob:
                     break
                 rows_per_chunk *= 2
             extra = {"schema_file": files[0]}
+        elif isinstance(source, SQLLocation):
+            self._check_sql_tables()
+            schema, raw = sql_io.plan_sql_ranges(source, rows_per_chunk, self.max_chunks, self.column_names)
+            self._check_columns(schema, source.describe())
+            extra = {}
         else:
             with connect_duckdb(source, read_only=True) as con:
                 schema = read_duckdb_schema(con, source)
@@ -617,6 +642,7 @@ class SanitizeJob:
             extra = {}
         if not raw:
             raw = [{"rows": 0, "pieces": []} if isinstance(source, ParquetLocation) else
+                   {"rows": 0, "key_start": None, "key_stop": None} if isinstance(source, SQLLocation) else
                    {"rows": 0, "rowid_start": 0, "rowid_stop": 0}]
         chunks = [{"index": i, "source": source.uri, **extra, **spec} for i, spec in enumerate(raw)]
         log.info(
@@ -648,6 +674,8 @@ class SanitizeJob:
         if isinstance(source, ParquetLocation):
             schema = pq.read_schema(chunk["schema_file"]).remove_metadata()
             return read_parquet_pieces(chunk["pieces"], schema)
+        if isinstance(source, SQLLocation):
+            return sql_io.read_sql_range(source, chunk, sql_io.read_sql_schema(sql_io.open_engine(source), source))
         with connect_duckdb(source, read_only=True) as con:
             schema = read_duckdb_schema(con, source)
             return read_duckdb_range(con, source, chunk["rowid_start"], chunk["rowid_stop"], schema)
@@ -726,6 +754,9 @@ class SanitizeJob:
             index = chunk.get("index")
             if chunk.get("pieces"):
                 where = lambda row: f"row {row} of chunk {index} ({describe_parquet_row(chunk['pieces'], row)})"  # noqa: E731
+            elif "key_stop" in chunk:
+                where = lambda row: (f"row {row} of chunk {index} (keys from {chunk['key_start']} to before "  # noqa: E731
+                                     f"{chunk['key_stop']} of {self.source_location.describe()})")
             elif "rowid_start" in chunk:
                 where = lambda row: (f"row {row} of chunk {index} (rowids {chunk['rowid_start']} to "  # noqa: E731
                                      f"{chunk['rowid_stop'] - 1} of {self.source_location.describe()})")
@@ -844,6 +875,8 @@ class SanitizeJob:
         audit = self.audit_table([result for result, _ in ordered], digest)
         if isinstance(self.destination_location, ParquetLocation):
             changed = self._publish_parquet(ordered, audit, digest, total_rows)
+        elif isinstance(self.destination_location, SQLLocation):
+            changed = self._publish_sql(ordered, audit, digest, total_rows)
         else:
             changed = self._publish_duckdb(ordered, audit, digest, total_rows)
         self._prune_work_dir({result["fingerprint"] for result, _ in ordered})
@@ -940,6 +973,9 @@ class SanitizeJob:
         try:
             if isinstance(location, ParquetLocation):
                 return _parquet_digest(location.path)
+            if isinstance(location, SQLLocation):
+                with sql_io.open_engine(location).connect() as con:
+                    return _comment_digest(sql_io.read_sql_comment(con, location)[1])
             if not os.path.exists(location.database):
                 return None
             with connect_duckdb(location, read_only=True) as con:
@@ -954,11 +990,46 @@ class SanitizeJob:
             atomic.atomic_write(os.path.realpath(location.path), lambda tmp: pq.write_table(audit, tmp))
             return
         digest = audit.schema.metadata[DIGEST_METADATA_KEY].decode()
+        if isinstance(location, SQLLocation):
+            sql_io.write_sql_audit(location, audit, digest, overwrite=self.overwrite, error=SanitizeJobError)
+            return
         if con is not None:
             _replace_duckdb_table_from_arrow(con, location, audit, digest)
             return
         with connect_duckdb(location, read_only=False) as own, _transaction(own):
             _replace_duckdb_table_from_arrow(own, location, audit, digest)
+
+    def _check_sql_tables(self) -> None:
+        """Source and destination in one database (the publish joins them), and not one table under two names."""
+        source, destination = self.source_location, self.destination_location
+        if not isinstance(destination, SQLLocation):
+            return
+        if not sql_io.same_sql_database(source, destination):
+            raise ValueError(f"destination {destination.uri} is not in the database of the source {source.uri}; "
+                             "a SQL destination must be in the source's database (its other columns are copied "
+                             "there by INSERT ... SELECT)")
+        for role, other in (("destination", destination), ("audit_destination", self.audit_location)):
+            if isinstance(other, SQLLocation) and other.table == source.table and (
+                (other.schema or sql_io.default_schema(other)) == (source.schema or sql_io.default_schema(source))
+            ):
+                raise ValueError(f"{role} {other.uri} is the source table {source.uri}; choose another table name")
+
+    def _publish_sql(self, ordered, audit: pa.Table, digest: str, total_rows: int) -> bool:
+        extra = [name + suffix for name in self.column_names
+                 for suffix, wanted in (("_pii_spans", self.include_spans), ("_pii_category", self.include_category))
+                 if wanted]
+        audit_location = self.audit_location
+        same_database = isinstance(audit_location, SQLLocation) and sql_io.same_sql_database(
+            audit_location, self.destination_location)
+        changed = sql_io.publish_sql_table(
+            self.source_location, self.destination_location, [path for _, path in ordered],
+            columns=self.column_names, extra_columns=extra, digest=digest, total_rows=total_rows,
+            overwrite=self.overwrite, audit=audit, audit_location=audit_location if same_database else None,
+            error=SanitizeJobError,
+        )
+        if not same_database and (changed or self._audit_digest() != digest):
+            self._write_audit(audit)
+        return changed
 
     def _publish_duckdb(self, ordered, audit: pa.Table, digest: str, total_rows: int) -> bool:
         target = self.destination_location

@@ -9,7 +9,9 @@ params, templates and XCom:
   files, read in sorted path order; names starting with ``_`` or ``.`` are
   skipped, as Spark/Hive/pyarrow do),
 - ``duckdb:///abs/path/warehouse.db::schema.table`` or
-  ``duckdb://relative/path.db::table`` (schema defaults to ``main``).
+  ``duckdb://relative/path.db::table`` (schema defaults to ``main``),
+- a SQL table, ``{"conn_id": "warehouse", "table": "raw.tickets", "key": "id"}``
+  or ``postgresql+psycopg://user@host/db::raw.tickets?key=id`` (see :mod:`pii_frames.io.sql`).
 
 Two locations *conflict* when writing one could change the other's data:
 Parquet paths that are the same or nested (through ``..``, symlinks and hard
@@ -33,12 +35,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pii_frames.io.paths import fold_duckdb_identifier, overlaps, same_location
+from pii_frames.io.sql import SQLLocation, is_sql_location, parse_sql_location
 
 __all__ = [
     "DUCKDB_PREFIX", "DuckDBLocation", "Location", "ParquetLocation", "conflicts", "connect_duckdb",
     "describe_parquet_row", "duckdb_table_comment", "duckdb_table_exists", "find_duckdb_relation", "first_row",
     "is_text_type", "list_parquet_files", "parse_location", "plan_duckdb_ranges", "plan_parquet_pieces",
-    "quote_identifier", "read_duckdb_range", "read_duckdb_schema", "read_parquet_pieces", "read_parquet_schema",
+    "SQLLocation", "quote_identifier", "read_duckdb_range", "read_duckdb_schema", "read_parquet_pieces", "read_parquet_schema",
 ]
 
 DUCKDB_PREFIX = "duckdb://"
@@ -111,7 +114,7 @@ class DuckDBLocation:
         return f"DuckDB table {self.schema}.{self.table} in {self.database}"
 
 
-Location = ParquetLocation | DuckDBLocation
+Location = ParquetLocation | DuckDBLocation | SQLLocation
 
 
 def conflicts(first: Location, second: Location) -> bool:
@@ -128,6 +131,9 @@ def conflicts(first: Location, second: Location) -> bool:
     >>> conflicts(parse_location("/data/raw"), parse_location("/data/raw_clean"))
     False
     """
+    if isinstance(first, SQLLocation) or isinstance(second, SQLLocation):
+        # A SQL table and a file never share storage; two SQL locations do when they name one table.
+        return isinstance(first, SQLLocation) and isinstance(second, SQLLocation) and first.same_table(second)
     if isinstance(first, DuckDBLocation) and isinstance(second, DuckDBLocation) and same_location(
         first.database, second.database
     ):
@@ -153,7 +159,11 @@ def parse_location(text: str, *, role: str = "source") -> Location:
     DuckDBLocation(database='/tmp/w.db', schema='raw', table='tickets')
     >>> parse_location("/tmp/out/").path
     '/tmp/out'
+    >>> parse_location({"conn_id": "warehouse", "table": "raw.tickets", "key": "id"}).uri
+    'airflow-conn://warehouse::raw.tickets?key=id'
     """
+    if is_sql_location(text):
+        return parse_sql_location(text, role=role)
     if not isinstance(text, str) or not text.strip():
         raise ValueError(
             f"{role} must be a Parquet path or 'duckdb:///path.db::schema.table', got {text!r}"
