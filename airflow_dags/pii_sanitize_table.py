@@ -12,8 +12,10 @@ Trigger it with a config, for example:
  "destination": "duckdb:///data/warehouse.db::clean.tickets"}
 ```
 
-- `source`: a Parquet file or folder, or `duckdb:///path.db::schema.table`
-- `destination`: a Parquet folder, or `duckdb:///path.db::schema.table`
+- `source`: a Parquet file or folder, `duckdb:///path.db::schema.table`, or a
+  SQL table `{"conn_id": "warehouse", "table": "raw.tickets", "key": "id"}`
+- `destination`: a Parquet folder, `duckdb:///path.db::schema.table`, or a
+  SQL table in the source's database (same form)
 - `policy` (optional): e.g. `{"operator": "mask"}`; for `pseudonym` keep the
   key in an Airflow Variable whose name contains `secret` (masked in logs)
 - `model` (optional): checkpoint folder or name; empty uses `PII_FRAMES_MODEL`,
@@ -48,17 +50,19 @@ with DAG(
     params={
         # source, columns and destination have no default: a trigger must name them.
         "source": Param(
-            type="string",
+            type=["string", "object"],
             minLength=1,
-            description="Parquet file/folder, or duckdb:///path.db::schema.table",
+            description='Parquet file/folder, duckdb:///path.db::schema.table, or a SQL table '
+                        '{"conn_id": "...", "table": "schema.table", "key": "id"}',
         ),
         "columns": Param(
             type="array", items={"type": "string"}, minItems=1, description="Text columns to sanitize"
         ),
         "destination": Param(
-            type="string",
+            type=["string", "object"],
             minLength=1,
-            description="Parquet folder, or duckdb:///path.db::schema.table",
+            description='Parquet folder, duckdb:///path.db::schema.table, or a SQL table of the source\'s '
+                        'database {"conn_id": "...", "table": "schema.table", "key": "id"}',
         ),
         "policy": Param(
             None, type=["null", "object", "string"], description='pii_frames.Policy arguments, e.g. {"operator": "mask"}'

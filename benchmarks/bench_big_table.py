@@ -208,7 +208,7 @@ def profile_stages(csv_path: Path, out_dir: Path, args: argparse.Namespace) -> d
     from pii_frames.engine.detector import Detector
     from pii_frames.io.files import FileSink, FileSource
 
-    apply_module = importlib.import_module("pii_frames.redact.apply")  # pii_frames.redact is also a function
+    apply_module = importlib.import_module("pii_frames.redaction.apply")  # pii_frames.redact is also a function
     detector = pii_frames.load(args.model) if args.model else pii_frames.load()
     stages = Stages()
     hooked = {

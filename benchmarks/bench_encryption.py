@@ -76,8 +76,8 @@ def main() -> None:
     import polars as pl
 
     from pii_frames.polars import reveal_expr
-    from pii_frames.redact.encryption import KeyRing, reveal_many
-    from pii_frames.redact.policy import Policy
+    from pii_frames.redaction.encryption import KeyRing, reveal_many
+    from pii_frames.redaction.policy import Policy
 
     key = "benchmark key 3f8a1c5e9b2d7f40a6c1e8b3d5f7092a"
     distinct = synthetic_values(args.distinct or args.values)

@@ -31,7 +31,7 @@ from faker import Faker
 
 import pii_frames as pii
 from pii_frames.decode.spans import decode_spans
-from pii_frames.redact.apply import build_result
+from pii_frames.redaction.apply import build_result
 
 
 def synthetic_column(tokenizer, n_rows: int, *, seed: int = 0, repeat_share: float = 0.3) -> list[str]:

@@ -22,23 +22,18 @@ _LAZY = {
     "load": ("pii_frames.engine.loading", "load"),
     "Detector": ("pii_frames.engine.detector", "Detector"),
     "RowError": ("pii_frames.engine.detector", "RowError"),
-    "RedactionResult": ("pii_frames.redact.result", "RedactionResult"),
-    "DetectedSpan": ("pii_frames.redact.result", "DetectedSpan"),
-    "Policy": ("pii_frames.redact.policy", "Policy"),
-    "reveal": ("pii_frames.redact.encryption", "reveal"),
-    "RevealError": ("pii_frames.redact.encryption", "RevealError"),
+    "RedactionResult": ("pii_frames.redaction.result", "RedactionResult"),
+    "DetectedSpan": ("pii_frames.redaction.result", "DetectedSpan"),
+    "Policy": ("pii_frames.redaction.policy", "Policy"),
+    "reveal": ("pii_frames.redaction.encryption", "reveal"),
+    "RevealError": ("pii_frames.redaction.encryption", "RevealError"),
     "show": ("pii_frames._html", "show"),
     "DetectionTable": ("pii_frames._html", "DetectionTable"),
-    "scan": ("pii_frames.scan", "scan"),
+    "scan": ("pii_frames.discovery", "scan"),
 }
 
 __all__ = sorted(_LAZY) + ["__version__", "redact", "spans", "category", "detect"]
 
-# The ``pii_frames.redact`` subpackage shares its name with the Polars function
-# ``pii.redact``. Python rebinds a package attribute when a submodule is first
-# imported, so the subpackage is imported here, before the function takes the
-# name; later ``import pii_frames.redact.policy`` calls then leave it alone.
-import pii_frames.redact  # noqa: E402,F401  (must precede the definitions below)
 
 
 def _polars_expression(name: str, summary: str):

@@ -24,7 +24,7 @@ def label_color(label: str) -> str:
     >>> label_color("my_custom_label").startswith("#")
     True
     """
-    from pii_frames.redact.result import label_colour
+    from pii_frames.redaction.result import label_colour
 
     return label_colour(label)
 

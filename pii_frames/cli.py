@@ -281,7 +281,7 @@ def _policy(args: argparse.Namespace):
         if not key:
             raise CliError(f"--key-env {args.key_env}: the environment variable {args.key_env} is not set or empty")
         spec["key"] = key
-    from pii_frames.redact.policy import policy_from_dict
+    from pii_frames.redaction.policy import policy_from_dict
 
     try:
         return policy_from_dict(spec)
@@ -635,7 +635,7 @@ def _print_summary(args, counters: dict[str, LabelCounts], rows: int, seconds: f
 # ------------------------------------------------------------------- reveal
 def _reveal_keys(specs: Sequence[str]):
     """A KeyRing from ``--key-env [KEYID=]VAR`` options (values read from the environment only)."""
-    from pii_frames.redact.encryption import EncryptionKey, KeyRing
+    from pii_frames.redaction.encryption import EncryptionKey, KeyRing
 
     by_id: dict[str, Any] = {}
     bare: list[Any] = []
@@ -659,7 +659,7 @@ def _reveal_keys(specs: Sequence[str]):
 
 
 def _revealed(ring, text: str, on_error: str, where: str) -> str | None:
-    from pii_frames.redact.encryption import RevealError
+    from pii_frames.redaction.encryption import RevealError
 
     try:
         return ring.reveal(text)
@@ -701,7 +701,7 @@ def cmd_reveal(args: argparse.Namespace) -> int:
 def _reveal_table(args: argparse.Namespace, ring) -> int:
     import pyarrow as pa
 
-    from pii_frames.redact.encryption import RevealError, reveal_arrow
+    from pii_frames.redaction.encryption import RevealError, reveal_arrow
 
     if args.file:
         raise CliError("-f FILE reveals text files; for a table give IN with --column", EXIT_USAGE)
@@ -751,7 +751,7 @@ def _reveal_empty_schema(source: _Source, columns: Sequence[str]):
 
 # --------------------------------------------------------------------- scan
 def cmd_scan(args: argparse.Namespace) -> int:
-    from pii_frames.scan.command import run
+    from pii_frames.discovery.command import run
 
     return run(args)
 

@@ -112,7 +112,7 @@ class _RevealUDF:
     """``pii_reveal``: encrypted tokens restored; the keys stay out of ``repr``."""
 
     def __init__(self, key: Any, keys: Any, on_error: str):
-        from pii_frames.redact.encryption import _check_on_error, _key_ring
+        from pii_frames.redaction.encryption import _check_on_error, _key_ring
 
         _check_on_error(on_error)
         self.ring = _key_ring(key, keys)
@@ -122,7 +122,7 @@ class _RevealUDF:
         return f"pii_frames.duckdb.{REVEAL_FUNCTION}({self.ring!r}, on_error={self.on_error!r})"
 
     def __call__(self, values: pa.ChunkedArray) -> pa.Array:
-        from pii_frames.redact.encryption import RevealError, reveal_arrow
+        from pii_frames.redaction.encryption import RevealError, reveal_arrow
 
         try:
             return reveal_arrow(values, keys=self.ring, on_error=self.on_error, name=f"argument of {REVEAL_FUNCTION}")

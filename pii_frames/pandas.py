@@ -187,7 +187,7 @@ class PiiSeriesAccessor:
         >>> pd.Series([f"Hi {token}", None], dtype=object).pii.reveal(key="s3cret").tolist()
         ['Hi Ada', None]
         """
-        from pii_frames.redact.encryption import RevealError, reveal_arrow
+        from pii_frames.redaction.encryption import RevealError, reveal_arrow
 
         name = str(self._series.name) if self._series.name is not None else "series"
         try:

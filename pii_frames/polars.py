@@ -254,7 +254,7 @@ class _RevealBatch:
     """The batch function of :func:`reveal_expr`; keeps the keys out of ``repr``."""
 
     def __init__(self, key: Any, keys: Any, on_error: str):
-        from pii_frames.redact.encryption import _check_on_error, _key_ring
+        from pii_frames.redaction.encryption import _check_on_error, _key_ring
 
         _check_on_error(on_error)
         self.ring = _key_ring(key, keys)  # a bad key fails when the expression is built
@@ -264,7 +264,7 @@ class _RevealBatch:
         return f"pii_frames.polars.reveal({self.ring!r}, on_error={self.on_error!r})"
 
     def __call__(self, series: pl.Series) -> pl.Series:
-        from pii_frames.redact.encryption import reveal_many
+        from pii_frames.redaction.encryption import reveal_many
 
         if isinstance(series.dtype, pl.Categorical | pl.Enum):
             series = series.cast(pl.String)

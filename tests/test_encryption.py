@@ -25,9 +25,9 @@ from faker import Faker
 
 import pii_frames
 from pii_frames.decode.spans import CharSpan
-from pii_frames.redact import encryption
-from pii_frames.redact.apply import build_result
-from pii_frames.redact.encryption import (
+from pii_frames.redaction import encryption
+from pii_frames.redaction.apply import build_result
+from pii_frames.redaction.encryption import (
     ENCRYPTED_TOKEN_RE,
     EncryptionKey,
     KeyRing,
@@ -38,7 +38,7 @@ from pii_frames.redact.encryption import (
     reveal,
     reveal_many,
 )
-from pii_frames.redact.policy import OPERATORS, Policy, placeholder_name
+from pii_frames.redaction.policy import OPERATORS, Policy, placeholder_name
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "test key: 7f1c0e9b2d4a6c8e0f1a3b5c7d9e1f20"
@@ -144,7 +144,7 @@ def test_round_trip_of_odd_values():
 
 def test_tokens_are_stable_across_processes():
     code = (
-        "from pii_frames.redact.policy import Policy;"
+        "from pii_frames.redaction.policy import Policy;"
         f"print(Policy('encrypt', key={KEY!r}).replacement('private_email', 'ann@example.com'))"
     )
     env = dict(os.environ, PYTHONHASHSEED="123")

@@ -230,7 +230,7 @@ def test_package_import_stays_light():
     import sys
 
     code = (
-        "import sys, pii_frames, pii_frames.redact.policy, pii_frames.model.config; "
+        "import sys, pii_frames, pii_frames.redaction.policy, pii_frames.model.config; "
         "heavy = [m for m in ('torch', 'polars', 'transformers') if m in sys.modules]; "
         "assert not heavy, heavy"
     )

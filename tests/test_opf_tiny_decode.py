@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pii_frames.decode import LabelSpace, decode_spans
-from pii_frames.redact import build_result
+from pii_frames.redaction import build_result
 from pii_frames.text import load_tokenizer
 from shared_paths import OPF_TINY  # noqa: E402
 

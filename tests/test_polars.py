@@ -115,8 +115,8 @@ def test_options_reach_the_engine(frame):
 
 
 def test_top_level_names_are_the_polars_functions():
-    # DESIGN: `import pii_frames as pii; pii.redact("body")`. The pii_frames.redact
-    # subpackage must not shadow the function, even after the engine imported it.
+    # DESIGN: `import pii_frames as pii; pii.redact("body")`. No subpackage may shadow the function
+    # (redaction lives in pii_frames.redaction), even after the engine imported everything.
     pii_frames.load(MODEL).redact("warm up the engine imports")
     frame = pl.DataFrame({"body": [ROWS[0]]})
     for name in ("redact", "spans", "category", "detect"):
@@ -124,3 +124,9 @@ def test_top_level_names_are_the_polars_functions():
         assert callable(function), f"pii_frames.{name} is {function!r}, not the Polars function"
         want = frame.select(getattr(pii_polars, name)("body", model=MODEL))
         assert frame.select(function("body", model=MODEL)).equals(want), name
+
+
+def test_scan_is_the_function_whatever_was_imported_first():
+    import pii_frames.discovery  # noqa: F401
+
+    assert pii_frames.scan is pii_frames.discovery.scan and callable(pii_frames.scan)

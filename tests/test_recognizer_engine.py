@@ -16,7 +16,7 @@ import pytest
 import pii_frames as pii
 import pii_frames.arrow as pa_pii
 import pii_frames.duckdb as pii_duckdb
-from pii_frames.redact import Policy
+from pii_frames.redaction import Policy
 
 EMPLOYEE_POLICY = {
     "operator": "placeholder",

@@ -1,4 +1,4 @@
-"""Policies, operators and RedactionResult (pii_frames.redact)."""
+"""Policies, operators and RedactionResult (pii_frames.redaction)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pii_frames.decode import CharSpan
-from pii_frames.redact import MISMATCH_WARNING, Policy, RedactionResult, build_result
+from pii_frames.redaction import MISMATCH_WARNING, Policy, RedactionResult, build_result
 
 SECRET_KEY = "k3y-that-must-never-leak-\u00e9"
 TEXT = "Ada Lovelace (ada@example.com) called 555-0100 about ACME-42."
@@ -179,7 +179,7 @@ def test_pseudonyms_are_stable_keyed_and_label_specific():
 
 def test_pseudonyms_are_stable_across_processes():
     code = (
-        "from pii_frames.redact import Policy;"
+        "from pii_frames.redaction import Policy;"
         f"print(Policy('pseudonym', key={SECRET_KEY!r}).replacement('private_person', 'Ada Lovelace'))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

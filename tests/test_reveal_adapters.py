@@ -30,10 +30,10 @@ import pii_frames.pandas  # noqa: F401  (registers the .pii accessor)
 import pii_frames.polars as pii_pl
 from pii_frames import cli
 from pii_frames.decode.spans import CharSpan
-from pii_frames.redact import encryption
-from pii_frames.redact.apply import build_result
-from pii_frames.redact.encryption import ENCRYPTED_TOKEN_RE, RevealError, RevealWarning
-from pii_frames.redact.policy import Policy
+from pii_frames.redaction import encryption
+from pii_frames.redaction.apply import build_result
+from pii_frames.redaction.encryption import ENCRYPTED_TOKEN_RE, RevealError, RevealWarning
+from pii_frames.redaction.policy import Policy
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "pii_frames" / "assets" / "default_model"

@@ -30,8 +30,8 @@ import pii_frames.duckdb as pii_duckdb
 import pii_frames.pandas  # noqa: F401  (registers the accessor)
 from pii_frames.decode import CharSpan
 from pii_frames.engine.loading import clear_model_cache, shared_detector
-from pii_frames.redact import Policy, build_result
-from pii_frames.redact.edges import protected_regions, sanitize_edges
+from pii_frames.redaction import Policy, build_result
+from pii_frames.redaction.edges import protected_regions, sanitize_edges
 from shared_paths import OPF_TINY
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,10 +23,10 @@ import pytest
 
 import pii_frames as pii
 from pii_frames.engine.schema import DETECT_TYPE
-from pii_frames.scan import VERDICT_CLEAN, VERDICT_PII, VERDICT_SKIPPED, ScanError, ScanReport
-from pii_frames.scan import scan as scan_module
-from pii_frames.scan.scan import PLACEHOLDER_RE, analyze_column
-from pii_frames.scan.sources import open_source, sample_indices
+from pii_frames.discovery import VERDICT_CLEAN, VERDICT_PII, VERDICT_SKIPPED, ScanError, ScanReport
+from pii_frames.discovery import scan as scan_module
+from pii_frames.discovery.scan import PLACEHOLDER_RE, analyze_column
+from pii_frames.discovery.sources import open_source, sample_indices
 
 FIRST = ["Maria", "John", "Anna", "Peter", "Sofia", "David", "Laura", "James", "Emma", "Lucas", "Olivia", "Daniel",
          "Sarah", "Thomas", "Julia", "Michael", "Elena", "Robert", "Clara", "Martin"]
@@ -385,7 +385,7 @@ def test_sample_is_random_reproducible_and_reads_only_sampled_row_groups(tmp_pat
     indices = sample_indices(rows, 10, seed=0)
     assert len(set(indices.tolist())) == 10 and indices.max() > rows // 2 and indices.tolist() != list(range(10))
     read: list[int] = []
-    from pii_frames.scan import sources
+    from pii_frames.discovery import sources
 
     original = sources._take_from_row_group
 
@@ -427,7 +427,7 @@ def test_columns_argument_and_all_null_sample():
 
 
 def test_module_and_function_are_both_callable():
-    import pii_frames.scan.report  # noqa: F401  (binds the package first)
+    import pii_frames.discovery.report  # noqa: F401  (binds the package first)
 
     assert callable(scan_module)
     assert scan_module(small_table()).column("email").verdict == VERDICT_PII

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pii_frames.cli import main
-from pii_frames.scan.command import EXIT_PII_FOUND
+from pii_frames.discovery.command import EXIT_PII_FOUND
 
 EMAILS = ["maria.lopez@example.com", "john.smith@example.org", "anna.svensson@example.net",
           "peter.mueller@example.de", "sofia.rossi@example.it"]

@@ -196,7 +196,7 @@ def resolve_policy(spec: Any):
     """
     if spec is None:
         return None
-    from pii_frames.redact.policy import Policy
+    from pii_frames.redaction.policy import Policy
 
     if isinstance(spec, Policy):
         return spec
@@ -210,7 +210,7 @@ def resolve_policy(spec: Any):
             spec = {"operator": text}
     if not isinstance(spec, Mapping):
         raise TypeError(f"policy must be a pii_frames.Policy, a dict, JSON text or an operator name, got {spec!r}")
-    from pii_frames.redact.policy import policy_from_dict
+    from pii_frames.redaction.policy import policy_from_dict
 
     return policy_from_dict(spec)
 

@@ -3,7 +3,7 @@
 :class:`PiiScanOperator` runs :func:`pii_frames.scan` on a source (a Parquet
 file or folder, a ``.duckdb`` file, ``duckdb:///path.db::schema.table``, CSV
 or JSON Lines), logs one summary line per table and pushes the report as an
-XCom-sized dict (:func:`pii_frames.scan.gate.compact_report`). With
+XCom-sized dict (:func:`pii_frames.discovery.gate.compact_report`). With
 ``fail_on`` labels (or ``"any"``) it fails the task when one of them is
 found, after pushing the report under the key ``pii_scan_report``, so a
 post-check after a sanitizing job stops the pipeline; with ``fail_on=None``
@@ -52,7 +52,8 @@ class PiiScanOperator(BaseOperator):
     """Scan a source for personal data and fail on (or record) what is found.
 
     :param source: Parquet file or folder, ``.duckdb`` file (every table),
-        ``duckdb:///path.db::schema.table``, CSV or JSON Lines file.
+        ``duckdb:///path.db::schema.table``, CSV or JSON Lines file, or a SQL table
+        (``{"conn_id": ..., "table": "schema.table", "key": "id"}``, see :mod:`pii_frames.io.sql`).
     :param columns: only these columns (list, JSON list or comma-separated names); default: every text column.
     :param sample_rows: rows sampled per table (default 1000); the sample, not the table, bounds the work.
     :param seed: seed of the random sample (the same seed gives the same sample).
@@ -121,8 +122,8 @@ class PiiScanOperator(BaseOperator):
     def execute(self, context: "Context") -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pii_frames.scan import scan
-        from pii_frames.scan.gate import (
+        from pii_frames.discovery import scan
+        from pii_frames.discovery.gate import (
             DEFAULT_MAX_BYTES,
             check_labels,
             compact_report,
@@ -130,13 +131,22 @@ class PiiScanOperator(BaseOperator):
             offending_columns,
             parse_fail_on,
         )
-        from pii_frames.scan.scan import DEFAULT_MIN_SCORE, DEFAULT_MIN_SHARE
+        from pii_frames.discovery.scan import DEFAULT_MIN_SCORE, DEFAULT_MIN_SHARE
 
         fail_on = parse_fail_on(self.fail_on)
         policy = json.loads(self.policy) if isinstance(self.policy, str) and self.policy.strip() else self.policy
         options: dict[str, Any] = {"device": self.device} if self.device else {}
+        data = self.source
+        from pii_frames.io import sql as sql_io
+
+        if sql_io.is_sql_location(data):
+            # A SQL table ({"conn_id": ..., "table": ..., "key": ...}): a fixed sample of it, read by the database.
+            location = sql_io.parse_sql_location(data)
+            data = {location.qualified: sql_io.read_sql_sample(
+                location, _columns(self.columns), _number("sample_rows", self.sample_rows, int),
+                _number("seed", self.seed, int))}
         report = scan(
-            self.source,
+            data,
             columns=_columns(self.columns),
             sample_rows=_number("sample_rows", self.sample_rows, int),
             seed=_number("seed", self.seed, int),

@@ -140,7 +140,7 @@ class Detector:
     redacted text: no edge snapping, no protection of our own placeholders,
     no pattern recognizers. Otherwise redaction widens spans to whole tokens
     and leaves placeholders, pseudonyms, encrypted tokens and masks already
-    in the input as they are (see :mod:`pii_frames.redact.edges`).
+    in the input as they are (see :mod:`pii_frames.redaction.edges`).
 
     >>> import pii_frames as pii
     >>> detector = pii.load("default")
@@ -388,7 +388,7 @@ class Detector:
 
         ``preset_errors`` are rows the caller already found unreadable (given as None in ``values``).
         """
-        from pii_frames.redact.apply import build_result
+        from pii_frames.redaction.apply import build_result
 
         on_error, output_mode, policy = call.on_error, call.output_mode, call.policy
         recognizers = self._recognizers_for(policy)

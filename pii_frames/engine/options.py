@@ -79,7 +79,7 @@ class DetectOptions:
     }
 
     def __post_init__(self) -> None:
-        from pii_frames.redact.policy import as_policy
+        from pii_frames.redaction.policy import as_policy
 
         set_ = object.__setattr__
         for name, choices in self.CHOICES.items():
@@ -177,7 +177,7 @@ def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
             continue
         (per_call if key in PER_CALL else detector_options)[key] = value
     if "policy" in per_call:
-        from pii_frames.redact.policy import as_policy
+        from pii_frames.redaction.policy import as_policy
 
         per_call["policy"] = as_policy(per_call["policy"])
     return detector_options, per_call

@@ -321,7 +321,7 @@ def read_examples(path: str | os.PathLike, *, max_examples: int | None = None) -
     Raises :class:`DatasetError` naming the file and line of the first bad record.
 
     >>> from pii_frames.train.data import read_examples
-    >>> examples = read_examples("/work/shared/data/opf-examples/sample_eval_five_examples.jsonl")  # doctest: +SKIP
+    >>> examples = read_examples("../shared/data/opf-examples/sample_eval_five_examples.jsonl")  # doctest: +SKIP
     >>> len(examples), examples[0].spans[0].label  # doctest: +SKIP
     (5, 'private_person')
     """

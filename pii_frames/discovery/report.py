@@ -82,7 +82,7 @@ ARROW_SCHEMA = pa.schema(
 class LabelStats:
     """One label in one column: sampled rows with a counted span of it, their share, spans, mean score.
 
-    ``found`` says whether the label passed the scan's thresholds (see :func:`pii_frames.scan.scan`).
+    ``found`` says whether the label passed the scan's thresholds (see :func:`pii_frames.discovery.scan`).
     """
 
     label: str

@@ -8,7 +8,7 @@ holders of the key can turn back into the value::
      label         |  key id   payload (unpadded base64url of the AES-SIV output)
                    token format version
 
-- **label** is :func:`pii_frames.redact.policy.placeholder_name` of the span's
+- **label** is :func:`pii_frames.redaction.policy.placeholder_name` of the span's
   label, as in the ``"placeholder"`` operator's ``<PRIVATE_EMAIL>``;
 - **key id** (``[A-Za-z0-9_-]{1,32}``) names the key that made the token, so
   keys can rotate: :func:`reveal` takes ``keys={key_id: key}``. It is given
@@ -27,7 +27,7 @@ uses it to leave tokens alone). Revealing needs only this module and
 ``cryptography``: it never loads or runs the model.
 
 Example:
-    >>> from pii_frames.redact.policy import Policy
+    >>> from pii_frames.redaction.policy import Policy
     >>> policy = Policy("encrypt", key="correct horse battery staple", key_id="k1")
     >>> token = policy.replacement("private_email", "ann@example.com")
     >>> token
@@ -243,7 +243,7 @@ class EncryptionKey:
             >>> key.decrypt(key.encrypt("secret", "hunter2").replace("SECRET", "PASSWORD"))
             Traceback (most recent call last):
             ...
-            pii_frames.redact.encryption.RevealError: token <PASSWORD:v1:FYLY2Aoq:ymOkJU5D…> does not decrypt: the key for key id 'FYLY2Aoq' is not the one that made it, or the token was changed (label, key id or payload)
+            pii_frames.redaction.encryption.RevealError: token <PASSWORD:v1:FYLY2Aoq:ymOkJU5D…> does not decrypt: the key for key id 'FYLY2Aoq' is not the one that made it, or the token was changed (label, key id or payload)
         """
         match = ENCRYPTED_TOKEN_RE.fullmatch(token) if isinstance(token, str) else None
         if match is None:
@@ -435,7 +435,7 @@ def reveal(text: str | None, *, key: Any = None, keys: Any = None, on_error: str
         >>> reveal(f"call {token}", key="wrong")
         Traceback (most recent call last):
         ...
-        pii_frames.redact.encryption.RevealError: token <PRIVATE_PHONE:v1:k1:qN0jKaUZ…> does not decrypt: the key for key id 'k1' is not the one that made it, or the token was changed (label, key id or payload)
+        pii_frames.redaction.encryption.RevealError: token <PRIVATE_PHONE:v1:k1:qN0jKaUZ…> does not decrypt: the key for key id 'k1' is not the one that made it, or the token was changed (label, key id or payload)
     """
     _check_on_error(on_error)
     ring = _key_ring(key, keys)
@@ -470,7 +470,7 @@ def reveal_many(
         >>> reveal_many(rows, key="s3cret", name="body")
         Traceback (most recent call last):
         ...
-        pii_frames.redact.encryption.RevealError: column 'body' row 3: the text holds a truncated or changed token at character 0 (starting '<PRIVATE_PERSON:v1:k1:AAAA'…); only whole <LABEL:v1:KEYID:PAYLOAD> tokens can be revealed (pass on_error='null' to get null for such rows instead)
+        pii_frames.redaction.encryption.RevealError: column 'body' row 3: the text holds a truncated or changed token at character 0 (starting '<PRIVATE_PERSON:v1:k1:AAAA'…); only whole <LABEL:v1:KEYID:PAYLOAD> tokens can be revealed (pass on_error='null' to get null for such rows instead)
         >>> import warnings
         >>> with warnings.catch_warnings(record=True):
         ...     reveal_many(rows, key="s3cret", on_error="null")

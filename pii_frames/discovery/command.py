@@ -25,8 +25,8 @@ EXIT_PII_FOUND = 3
 def run(args: argparse.Namespace) -> int:
     """Run ``pii-frames scan`` with parsed ``args``; returns the exit status."""
     from pii_frames.cli import EXIT_USAGE, CliError
-    from pii_frames.scan import ScanError, scan
-    from pii_frames.scan.gate import check_labels, describe_hits, offending_columns, parse_fail_on
+    from pii_frames.discovery import ScanError, scan
+    from pii_frames.discovery.gate import check_labels, describe_hits, offending_columns, parse_fail_on
 
     if args.sample_rows <= 0:
         raise CliError("--sample-rows must be a positive integer", EXIT_USAGE)

@@ -42,7 +42,7 @@ class Policy:
             row, run and process; another key gives other tokens), ``"encrypt"`` (reversible: a
             deterministic AES-SIV token such as ``<PRIVATE_EMAIL:v1:KEYID:...>`` that
             :func:`pii_frames.reveal` turns back into the value with the key; see
-            :mod:`pii_frames.redact.encryption`), ``"keep_last"`` (mask all but the
+            :mod:`pii_frames.redaction.encryption`), ``"keep_last"`` (mask all but the
             last ``keep_last`` characters; values that short are masked entirely; as the default
             operator it applies to account numbers and phones only, other labels get placeholders
             unless ``per_label`` names them) or ``"drop"`` (remove the text).
@@ -51,12 +51,12 @@ class Policy:
             appears in output, ``repr`` or error messages.
         key_id: id written into ``"encrypt"`` tokens (``[A-Za-z0-9_-]{1,32}``, not secret) so
             keys can rotate; default: a fingerprint of the key
-            (:func:`pii_frames.redact.encryption.key_fingerprint`).
+            (:func:`pii_frames.redaction.encryption.key_fingerprint`).
         key_env: name of an environment variable holding the key, read when first needed (a
             pickled Policy then carries only the name). Same as ``key_source="env:NAME"``.
         key_source: where to read the key when first needed: ``"env:NAME"``,
             ``"airflow-variable:NAME"`` or ``"airflow-connection:CONN_ID"`` (its password); see
-            :func:`pii_frames.redact.encryption.resolve_key_source`.
+            :func:`pii_frames.redaction.encryption.resolve_key_source`.
         labels: span labels to act on (default: all). Spans of other labels are neither replaced
             nor reported.
         per_label: ``{label: operator}`` overriding ``operator`` for those labels.
@@ -252,7 +252,7 @@ class Policy:
         return resolved[0]
 
     def encryption_key(self):
-        """The :class:`~pii_frames.redact.encryption.EncryptionKey` of ``"encrypt"`` tokens.
+        """The :class:`~pii_frames.redaction.encryption.EncryptionKey` of ``"encrypt"`` tokens.
 
         Reads ``key_source`` on first use. Its ``key_id`` (not secret) is the one
         written into tokens; an audit can record it.

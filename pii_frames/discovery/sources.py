@@ -287,7 +287,7 @@ def open_source(data: Any, *, sample_rows: int = 1000, seed: int = 0, name: str 
     >>> open_source("/nonexistent/tickets.parquet")
     Traceback (most recent call last):
     ...
-    pii_frames.scan.sources.ScanError: no such file or folder: /nonexistent/tickets.parquet
+    pii_frames.discovery.sources.ScanError: no such file or folder: /nonexistent/tickets.parquet
     """
     if isinstance(sample_rows, bool) or not isinstance(sample_rows, int) or sample_rows <= 0:
         raise ValueError(f"sample_rows must be a positive integer, got {sample_rows!r}")

@@ -1,6 +1,6 @@
 """Find which tables and columns hold personal data, from a random sample of each column.
 
-:func:`scan` opens the input (:mod:`pii_frames.scan.sources`), reads one
+:func:`scan` opens the input (:mod:`pii_frames.discovery.sources`), reads one
 reproducible random sample per table, runs the model once per text column of
 that sample and decides a verdict per column with the rule below. Work is
 bounded by ``sample_rows`` per table, not by the table's size.
@@ -42,7 +42,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pii_frames.scan.report import (
+from pii_frames.discovery.report import (
     VERDICT_CLEAN,
     VERDICT_PII,
     VERDICT_SKIPPED,
@@ -50,7 +50,7 @@ from pii_frames.scan.report import (
     LabelStats,
     ScanReport,
 )
-from pii_frames.scan.sources import ColumnInfo, ScanError, TablePlan, open_source
+from pii_frames.discovery.sources import ColumnInfo, ScanError, TablePlan, open_source
 
 __all__ = [
     "scan",
@@ -110,11 +110,11 @@ def scan(
     chooses which labels, scores and allow/deny values count; its operator is
     not used (snippets always use placeholders). ``progress`` shows a bar
     across columns (default: when stderr is a terminal). ``min_share`` and
-    ``min_score`` set the verdict rule described in :mod:`pii_frames.scan.scan`.
+    ``min_score`` set the verdict rule described in :mod:`pii_frames.discovery.scan`.
     Other keywords (``device``, ``dtype``...) go to :func:`pii_frames.load`;
     the model is loaded only when a column needs it.
 
-    Raises :class:`~pii_frames.scan.sources.ScanError` when the input is
+    Raises :class:`~pii_frames.discovery.sources.ScanError` when the input is
     missing or unreadable, when ``columns`` names an unknown column, and when
     no column holds text.
 
@@ -179,7 +179,7 @@ def _scan_policy(policy: Any):
     """The caller's choice of labels, score floor and allow/deny lists, with placeholders as operator."""
     if policy is None:
         return None
-    from pii_frames.redact.policy import Policy
+    from pii_frames.redaction.policy import Policy
 
     if isinstance(policy, Mapping):
         unknown = sorted(set(policy) - _OPERATOR_KEYS - set(_SCAN_KEYS))

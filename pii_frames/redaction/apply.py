@@ -74,7 +74,7 @@ def build_result(
     take a non-overlapping subset (the reference's greedy rule), add deny-list
     matches (merging any overlap), keep our own placeholders, tokens and masks
     out of every span and snap span edges to whole tokens
-    (:mod:`pii_frames.redact.edges`), then replace each span left to right.
+    (:mod:`pii_frames.redaction.edges`), then replace each span left to right.
     ``opf_compatible=True`` skips the edge rules, so spans and text are the
     reference's. ``output_mode="redacted"`` reports every span as
     ``"redacted"`` and placeholders as ``<REDACTED>``. ``policy`` may be a

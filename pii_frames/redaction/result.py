@@ -74,7 +74,7 @@ class RedactionResult:
     (None without a document head).
 
     Example:
-        >>> from pii_frames.redact import build_result
+        >>> from pii_frames.redaction import build_result
         >>> from pii_frames.decode import CharSpan
         >>> result = build_result("Call Ada now", [CharSpan("private_person", 5, 8, 0.97)])
         >>> result.redacted_text

@@ -1,6 +1,6 @@
 """Span edges for redaction: never leave a fragment glued to a placeholder, never re-redact our own output.
 
-Two rules, applied by :func:`pii_frames.redact.apply.build_result` unless the
+Two rules, applied by :func:`pii_frames.redaction.apply.build_result` unless the
 Detector runs with ``opf_compatible=True`` (which keeps the reference's spans
 exactly):
 

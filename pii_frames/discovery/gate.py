@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from pii_frames.scan.report import ColumnScan, ScanReport
+from pii_frames.discovery.report import ColumnScan, ScanReport
 
 __all__ = ["ANY_LABEL", "parse_fail_on", "offending_columns", "describe_hits", "check_labels", "compact_report",
            "DEFAULT_MAX_BYTES"]
@@ -80,7 +80,7 @@ def offending_columns(report: ScanReport, labels: list[str] | None) -> list[Colu
 def describe_hits(hits: list[ColumnScan], labels: list[str] | None) -> str:
     """One line naming each offending column and its labels.
 
-    >>> from pii_frames.scan.report import LabelStats, VERDICT_PII
+    >>> from pii_frames.discovery.report import LabelStats, VERDICT_PII
     >>> hit = ColumnScan("t", "c", "string", VERDICT_PII, labels=[LabelStats("private_email", 9, 0.9, 9, 0.9, True)])
     >>> describe_hits([hit], ["any"])
     'PII found in 1 column: t.c (private_email)'
