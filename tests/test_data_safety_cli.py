@@ -242,7 +242,7 @@ def test_model_calls_stay_bounded_whatever_batch_rows(tmp_path, monkeypatch):
     from pii_frames.engine.detector import Detector
     from pii_frames.io.text import MODEL_CALL_BYTES
 
-    rows = [f"row {i}: write to ann{i}@example.com or call 555-01{i % 100:02d}. " * 4 for i in range(900)]
+    rows = [f"row {i}: write to ann{i}@example.com or call 555-01{i % 100:02d}. " * 8 for i in range(900)]
     rows[7] = None
     source, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
     pq.write_table(pa.table({"id": list(range(900)), "body": rows}), source)

@@ -286,7 +286,7 @@ def test_model_calls_stay_bounded_within_a_big_chunk(tmp_path, monkeypatch):
     from pii_frames.engine.detector import Detector
     from pii_frames.io.text import MODEL_CALL_BYTES
 
-    rows = [f"ticket {i}: mail ann{i}@example.com, phone 555-01{i % 100:02d}. " * 4 for i in range(700)]
+    rows = [f"ticket {i}: mail ann{i}@example.com, phone 555-01{i % 100:02d}. " * 8 for i in range(700)]
     source = tmp_path / "in.parquet"
     pq.write_table(pa.table({"id": list(range(700)), "body": rows}), source)
     calls: list[int] = []
