@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pii_frames.arrow import detect_array, split_options
+from pii_frames.engine.options import NONE_MEANS_OFF
 from pii_frames.engine.schema import detect_type
 
 __all__ = ["FUNCTION_NAMES", "REVEAL_FUNCTION", "register", "unregister"]
@@ -176,7 +177,7 @@ def register(
         raise TypeError(
             f"register() needs a duckdb connection (duckdb.connect()), got {type(con).__name__}"
         )
-    options = {key: value for key, value in options.items() if value is not None}
+    options = {key: value for key, value in options.items() if value is not None or key in NONE_MEANS_OFF}
     split_options(options)  # a malformed policy fails here, not in the middle of a query
     with_text = bool(options.get("with_text"))
     functions = {

@@ -2,8 +2,9 @@
 
 Environment: the suite must pass whatever the caller's shell holds, so every
 variable our code, Hugging Face, tiktoken or Airflow reads is cleared before
-any test module is imported, and HOME points at an empty temporary folder (no
-``~/.opf`` or Hugging Face cache of the developer's leaks in). Tests that need a
+any test module is imported, HOME points at an empty temporary folder (no
+``~/.opf`` or Hugging Face cache of the developer's leaks in), and Airflow gets
+a throwaway home (SQLite) inside it. Tests that need a
 variable set it themselves with ``monkeypatch`` or a subprocess ``env``.
 
 Threads: models in tests are tiny: their matmuls run faster on one thread than
@@ -25,6 +26,16 @@ for _name in list(os.environ):
         del os.environ[_name]
 _HOME = tempfile.mkdtemp(prefix="pii-frames-tests-home-")
 os.environ["HOME"] = _HOME
+# Airflow reads its configuration once, when first imported, and collecting the package's doctests
+# imports pii_frames.airflow: so the suite's throwaway Airflow home is set before anything is collected.
+_AIRFLOW_HOME = os.path.join(_HOME, "airflow")
+os.makedirs(os.path.join(_AIRFLOW_HOME, "dags"))
+os.environ.update(
+    AIRFLOW_HOME=_AIRFLOW_HOME,
+    AIRFLOW__CORE__DAGS_FOLDER=os.path.join(_AIRFLOW_HOME, "dags"),
+    AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{os.path.join(_AIRFLOW_HOME, 'airflow.db')}",
+)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -55,9 +55,10 @@ with DAG("pii_frames_operator_check", schedule=None, render_template_as_native_o
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory):
     """A throwaway Airflow home (SQLite) with the example DAG and an operator DAG, migrated and serialized."""
-    home = tmp_path_factory.mktemp("airflow_home")
+    # conftest created the suite's Airflow home before collection (Airflow may be imported by then).
+    home = Path(os.environ["AIRFLOW_HOME"])
     dags = home / "dags"
-    dags.mkdir()
+    dags.mkdir(exist_ok=True)
     shutil.copy(REPO / "airflow_dags" / "pii_sanitize_table.py", dags)
     (dags / "pii_frames_operator_check.py").write_text(OPERATOR_DAG)
     settings = {

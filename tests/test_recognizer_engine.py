@@ -116,3 +116,16 @@ def test_recognizer_config_travels_in_pickles_of_the_policy():
 
     policy = Policy(**EMPLOYEE_POLICY)
     assert pickle.loads(pickle.dumps(policy)) == policy
+
+
+def test_recognizers_none_reaches_the_engine_from_every_adapter():
+    import polars as pl
+
+    text = "card 4111 1111 1111 1111"
+    sources = {span["source"] for span in pa_pii.spans_array(pa.array([text]), model="default",
+                                                             recognizers=None).to_pylist()[0]}
+    assert sources <= {"model"}
+    polars_spans = pl.DataFrame({"b": [text]}).select(pii.spans("b", model="default", recognizers=None)).item()
+    assert {span["source"] for span in polars_spans} <= {"model"}
+    con = pii_duckdb.register(duckdb.connect(), "default", recognizers=None)
+    assert {span["source"] for span in con.execute("SELECT pii_spans(?)", [text]).fetchall()[0][0]} <= {"model"}

@@ -72,7 +72,9 @@ class Plugin(BasePlugin):
         if isinstance(model, str) and not model.strip():
             model = None  # env_var('PII_FRAMES_MODEL', '') renders an empty string when unset
         self.model = model
-        self.options = {key: value for key, value in config.items() if value is not None}
+        from pii_frames.engine.options import NONE_MEANS_OFF
+
+        self.options = {key: value for key, value in config.items() if value is not None or key in NONE_MEANS_OFF}
 
         from pii_frames.arrow import split_options
         from pii_frames.engine.loading import resolve_checkpoint

@@ -15,6 +15,7 @@ Every adapter ends up in :meth:`Detector.detect_arrow` (or its list twin
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import warnings
@@ -152,7 +153,8 @@ class Detector:
 
     def __init__(self, shared, options: DetectOptions | None = None, **changes):
         self._shared = shared
-        self.options = (options or DetectOptions()).replace(**changes)
+        # Keywords given here are settings (None included: recognizers=None turns patterns off).
+        self.options = dataclasses.replace(options or DetectOptions(), **changes)
         opts = self.options
         on_cpu = shared.device.type == "cpu"
         # Window, batch and thread sizes: the option, else the environment, else the device's default.
@@ -173,6 +175,10 @@ class Detector:
     recognizers = property(lambda self: self.options.recognizers)
     cache_size = property(lambda self: self.options.cache_size)
     cache_bytes = property(lambda self: self.options.cache_bytes)
+    biases = property(lambda self: dict(self.options.biases) or None)
+    trim_whitespace = property(lambda self: self.options.trim_whitespace)
+    discard_overlapping = property(lambda self: self.options.discard_overlapping)
+    progress = property(lambda self: self.options.progress)
 
     @property
     def last_errors(self) -> list[RowError]:

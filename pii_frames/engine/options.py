@@ -140,6 +140,8 @@ def resolve_recognizers(value):
     )
 
 
+# Options whose None is a choice (turn it off) rather than "not given".
+NONE_MEANS_OFF = frozenset({"recognizers"})
 # Options that may change from call to call; the others configure the (shared) Detector.
 PER_CALL = ("policy", "output_mode", "decode_mode", "biases", "on_error", "progress", "with_text")
 
@@ -154,7 +156,7 @@ def option_names() -> set[str]:
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Adapter keywords as (Detector options, per-call options); None values are dropped.
+    """Adapter keywords as (Detector options, per-call options); None means "not given" (except recognizers).
 
     The first part loads and configures the shared Detector (``device``, ``dtype``, ``n_ctx``,
     ``opf_compatible``, ...), the second varies per call (:data:`PER_CALL`; a policy dict
@@ -173,7 +175,7 @@ def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     detector_options: dict[str, Any] = {}
     per_call: dict[str, Any] = {}
     for key, value in options.items():
-        if value is None:
+        if value is None and key not in NONE_MEANS_OFF:
             continue
         (per_call if key in PER_CALL else detector_options)[key] = value
     if "policy" in per_call:
