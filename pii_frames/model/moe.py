@@ -162,16 +162,15 @@ def _run_whole_group(whole_group, x_sorted, group, per_slab: bool):
 
 
 # The group schedule of run_expert_slabs is used up to _SMALL_INPUT_MAX_ROWS rows (token-expert pairs) and,
-# with two or more threads, up to _GROUP_MAX_ROWS_PER_EXPERT rows per expert on average. With each group one
-# TorchScript call, groups side by side beat per-expert multi-threaded GEMMs there (two threads, full-size
-# model with 128 experts: 4,096 rows -15%, 8,192 -14%, 16,384 -3%, 32,768 +4%); with few large experts (the
-# 8-expert embedded model, 2,000+ rows each) the per-expert GEMMs on all threads win (table benchmark: 5%).
-# On one thread the activation per slab, in cache, wins above _SMALL_INPUT_MAX_ROWS (1 x 4,096: 3.0 vs 3.3 s).
+# with two or more threads, up to _GROUP_MAX_ROWS_PER_EXPERT rows per expert on average: with each group one
+# TorchScript call, groups side by side beat per-expert multi-threaded GEMMs there, while with few large
+# experts per-expert GEMMs on all threads win, and on one thread the activation per slab (in cache) wins
+# above _SMALL_INPUT_MAX_ROWS. The measurements behind each limit: benchmarks/README.md ("Expert schedule").
 _SMALL_INPUT_MAX_ROWS = 2048
 _GROUP_MAX_ROWS_PER_EXPERT = 128
 _MAX_EXPERT_WORKERS = 8
 # Rows up to which a whole forward runs on one OpenMP thread (small_input_threading). Above it, attention
-# on several threads gains more than the spinning costs (1 x 512: 280 vs 340 ms).
+# on several threads gains more than the idle OpenMP thread's spinning costs (benchmarks/README.md).
 _ONE_OPENMP_THREAD_MAX_ROWS = 1024
 _SIDE_BY_SIDE = threading.local()
 
@@ -297,8 +296,8 @@ class MoE(nn.Module):
 
     def _per_expert_onednn(self, x_sorted: torch.Tensor, routing: _Routing) -> torch.Tensor:
         # w[e].T is a strided [out, in] view of the row-major opf layout; oneDNN reads
-        # it in place, and measured faster than a contiguous Linear-layout copy at
-        # every batch size on CPU (1.1-1.4x).
+        # it in place, which measured faster than a contiguous Linear-layout copy at
+        # every batch size on CPU (benchmarks/README.md).
         w1, b1, w2, b2 = self.swiglu_weight, self.swiglu_bias, self.out_weight, self.out_bias
         return run_expert_slabs(
             x_sorted.float(),
