@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pii_frames.engine.options import PER_CALL, split_options
+
 # The engine declares the output types once (re-exported here for users).
 from pii_frames.engine.schema import DETECT_TYPE, SPAN_TYPE, SPANS_TYPE, detect_type, is_text_type
-from pii_frames.engine.options import PER_CALL, split_options
 
 if TYPE_CHECKING:
     from pii_frames.engine.detector import Detector

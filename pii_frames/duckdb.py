@@ -83,7 +83,7 @@ REVEAL_FUNCTION = "pii_reveal"
 # DuckDB keeps only a borrowed handle to a Python UDF in some paths (a dropped
 # callable can crash the process), so every registered callable stays referenced
 # here, per connection, until it is replaced or unregistered.
-_LIVE_FUNCTIONS: dict[int, dict[str, "_ArrowUDF"]] = {}
+_LIVE_FUNCTIONS: dict[int, dict[str, _ArrowUDF]] = {}
 _LIVE_LOCK = threading.Lock()
 
 

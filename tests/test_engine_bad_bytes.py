@@ -11,7 +11,6 @@ import pytest
 import pii_frames as pii
 import pii_frames.arrow as pa_pii
 import pii_frames.pandas  # noqa: F401  (registers the accessor)
-from pii_frames.engine.detector import Analysis, Detector
 
 
 def invalid_utf8_column() -> pa.Array:

@@ -32,6 +32,7 @@ from pii_frames.decode import CharSpan
 from pii_frames.engine.loading import clear_model_cache, shared_detector
 from pii_frames.redaction import Policy, build_result
 from pii_frames.redaction.edges import protected_regions, sanitize_edges
+
 from shared_paths import OPF_TINY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,9 +268,11 @@ def test_row_errors_are_kept_per_thread(monkeypatch):
 
 
 def test_one_dtype_alias_table():
-    from pii_frames.engine.loading import resolve_weight_dtype
-    from pii_frames.model.checkpoint import load_model, resolve_weight_dtype as canonical
     import torch
+
+    from pii_frames.engine.loading import resolve_weight_dtype
+    from pii_frames.model.checkpoint import load_model
+    from pii_frames.model.checkpoint import resolve_weight_dtype as canonical
 
     for alias, expected in [("f16", torch.float16), ("float", torch.float32), ("half", torch.float16),
                             ("bf16", torch.bfloat16), ("f32", torch.float32)]:

@@ -48,7 +48,7 @@ class LabelSpace:
     index: dict[tuple[str, str], int] = field(repr=False)
 
     @classmethod
-    def from_names(cls, names: Iterable[str]) -> "LabelSpace":
+    def from_names(cls, names: Iterable[str]) -> LabelSpace:
         """Build a label space from label names in model output order.
 
         Raises ValueError when "O" is missing or repeated, a name is not
@@ -90,7 +90,7 @@ class LabelSpace:
         return cls(names, tuple(span_labels), names.index(BACKGROUND), tags, classes, index)
 
     @classmethod
-    def default(cls) -> "LabelSpace":
+    def default(cls) -> LabelSpace:
         """The 33-label space of openai/privacy-filter."""
         return _DEFAULT
 

@@ -19,14 +19,14 @@ calls the same kernels in the same order: the values are identical either way.
 
 import threading
 import warnings
-from typing import Callable, List, Optional, Union
+from typing import Callable
 
 import torch
 
 __all__ = ["group_runner", "clamped_swiglu_inplace"]
 
 # ``Scalar?[]`` of mkldnn::_linear_pointwise is ``List[Optional[number]]`` in TorchScript.
-_NoScalars = List[Optional[Union[int, float, complex]]]
+_NoScalars = list[int | float | complex | None]
 
 
 def clamped_swiglu_inplace(z: torch.Tensor, limit: float, alpha: float) -> torch.Tensor:
@@ -41,7 +41,7 @@ def clamped_swiglu_inplace(z: torch.Tensor, limit: float, alpha: float) -> torch
     return torch.mul(gate, alpha).sigmoid_().mul_(gate).mul_(up)
 
 
-def _onednn_fp32_group(x: torch.Tensor, experts: List[int], starts: List[int], ends: List[int],
+def _onednn_fp32_group(x: torch.Tensor, experts: list[int], starts: list[int], ends: list[int],
                        per_slab: bool, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                        limit: float, alpha: float) -> torch.Tensor:
     no_scalars: _NoScalars = []
@@ -66,9 +66,9 @@ def _onednn_fp32_group(x: torch.Tensor, experts: List[int], starts: List[int], e
     return torch.cat(out)
 
 
-def _fbgemm_fp16_group(x: torch.Tensor, experts: List[int], starts: List[int], ends: List[int], per_slab: bool,
-                       packs1: List[torch.classes.quantized.LinearPackedParamsBase],
-                       packs2: List[torch.classes.quantized.LinearPackedParamsBase],
+def _fbgemm_fp16_group(x: torch.Tensor, experts: list[int], starts: list[int], ends: list[int], per_slab: bool,
+                       packs1: list[torch.classes.quantized.LinearPackedParamsBase],
+                       packs2: list[torch.classes.quantized.LinearPackedParamsBase],
                        limit: float, alpha: float) -> torch.Tensor:
     out = []
     if per_slab:
@@ -107,7 +107,7 @@ def _scripted(kind: str):
         return _compiled[kind]
 
 
-def group_runner(kind: str, *weights, limit: float, alpha: float) -> Optional[Callable]:
+def group_runner(kind: str, *weights, limit: float, alpha: float) -> Callable | None:
     """``run(x_sorted, experts, starts, ends, per_slab)`` for run_expert_slabs, or None.
 
     ``kind`` is ``"onednn_fp32"`` (weights: w1 [E, H, 2I], b1, w2 [E, I, H], b2)
@@ -130,7 +130,7 @@ def group_runner(kind: str, *weights, limit: float, alpha: float) -> Optional[Ca
     if function is None:
         return None
 
-    def run(x_sorted: torch.Tensor, experts: list, starts: list, ends: list, per_slab: bool) -> Optional[torch.Tensor]:
+    def run(x_sorted: torch.Tensor, experts: list, starts: list, ends: list, per_slab: bool) -> torch.Tensor | None:
         try:
             return function(x_sorted, experts, starts, ends, per_slab, *weights, limit, alpha)
         except RuntimeError:

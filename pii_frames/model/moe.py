@@ -309,7 +309,7 @@ class MoE(nn.Module):
             whole_group=expert_groups.group_runner("onednn_fp32", w1, b1, w2, b2, limit=self.limit, alpha=self.alpha),
         )
 
-    def use_linear_layout_(self) -> "MoE":
+    def use_linear_layout_(self) -> MoE:
         """Store expert weights column-major (same shapes and values) so that each
         expert's ``w[e].T`` is a contiguous Linear-layout matrix, the layout the
         CUDA grouped GEMM kernels expect. (On CPU the row-major layout is faster.)"""

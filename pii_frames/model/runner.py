@@ -156,7 +156,7 @@ def run_sequences(
     for index, window in enumerate(windows):
         per_sequence[window.sequence].append(index)  # windows were created in start order
     results: list[SequenceOutput] = []
-    for i, indices in enumerate(per_sequence):
+    for indices in per_sequence:
         if not indices:
             results.append(SequenceOutput(np.zeros((0, num_labels), dtype=np.float32), None))
             continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence
 
 from . import checksums, formats
 
@@ -54,7 +54,7 @@ _CONFIG_KEYS = {
     "name", "label", "regex", "words", "validator", "context", "score", "min_score", "ignore_case", "context_window",
 }
 
-Validator = Union[str, Callable[[str], bool], None]
+Validator = str | Callable[[str], bool] | None
 
 
 def validator_names() -> list[str]:
@@ -236,7 +236,7 @@ class Recognizer:
         return config
 
     @classmethod
-    def from_config(cls, entry: Mapping[str, Any]) -> "Recognizer":
+    def from_config(cls, entry: Mapping[str, Any]) -> Recognizer:
         """A recognizer from one ``custom`` entry of a policy file (see docs/recognizers.md for the keys).
 
         Example:

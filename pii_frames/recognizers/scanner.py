@@ -23,9 +23,10 @@ from typing import Callable
 import phonenumbers
 import stdnum
 
+from pii_frames.decode.spans import CharSpan
+
 from .builtin import BUILTINS, TRIGGERS
 from .custom import VALIDATORS, Recognizer
-from pii_frames.decode.spans import CharSpan
 
 __all__ = ["RECOGNIZERS_VERSION", "Compiled", "compile_branches", "find_spans", "fingerprint_of"]
 
@@ -246,7 +247,7 @@ def _phone_offsets(window: str, length: int, region: str) -> tuple[tuple[int, in
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _min_national_length(region: str) -> int:
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     lengths = metadata.general_desc.possible_length if metadata is not None else ()

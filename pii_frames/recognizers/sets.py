@@ -8,9 +8,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import phonenumbers
 
+from pii_frames.decode.spans import CharSpan
+
 from .builtin import BUILTIN_NAMES, BUILTINS, builtin
 from .custom import Recognizer
-from pii_frames.decode.spans import CharSpan
 from .scanner import Compiled, compile_branches, find_spans, fingerprint_of
 
 __all__ = ["RecognizerSet"]
@@ -61,7 +62,7 @@ class RecognizerSet:
 
     # --- construction -------------------------------------------------------------------
     @classmethod
-    def default(cls, region: str = "US") -> "RecognizerSet":
+    def default(cls, region: str = "US") -> RecognizerSet:
         """All built-in recognizers; phone numbers without a ``+`` country code are read as ``region``'s.
 
         Example:
@@ -76,7 +77,7 @@ class RecognizerSet:
         return BUILTIN_NAMES
 
     @classmethod
-    def from_config(cls, config: Any, *, region: str | None = None) -> "RecognizerSet":
+    def from_config(cls, config: Any, *, region: str | None = None) -> RecognizerSet:
         """A set from a policy file's content (parsed JSON/YAML); the schema is in docs/recognizers.md.
 
         ``config`` is a whole policy (a mapping with a ``"recognizers"`` key; other keys are
@@ -129,7 +130,7 @@ class RecognizerSet:
         return cls([*(_as_recognizer(c) for c in custom), *builtins], region=region or config.get("region", "US"))
 
     @classmethod
-    def from_file(cls, path: str | Path, *, region: str | None = None) -> "RecognizerSet":
+    def from_file(cls, path: str | Path, *, region: str | None = None) -> RecognizerSet:
         """A set from a JSON or YAML (``.yaml``/``.yml``) policy file; errors name the file.
 
         Example:
@@ -159,7 +160,7 @@ class RecognizerSet:
         except ValueError as error:
             raise ValueError(f"recognizer policy {str(path)!r}: {error}") from None
 
-    def with_custom(self, *recognizers: Recognizer | Mapping[str, Any]) -> "RecognizerSet":
+    def with_custom(self, *recognizers: Recognizer | Mapping[str, Any]) -> RecognizerSet:
         """This set with ``recognizers`` added in front (they win over built-ins at the same position).
 
         Example:
@@ -169,7 +170,7 @@ class RecognizerSet:
         """
         return RecognizerSet([*recognizers, *self._recognizers], region=self._region)
 
-    def without(self, *names: str) -> "RecognizerSet":
+    def without(self, *names: str) -> RecognizerSet:
         """This set without the recognizers called ``names`` (unknown names are an error).
 
         Example:
@@ -181,7 +182,7 @@ class RecognizerSet:
             raise ValueError(f"recognizer {unknown[0]!r}: not in this set; it has {', '.join(self.names)}")
         return RecognizerSet([r for r in self._recognizers if r.name not in names], region=self._region)
 
-    def with_region(self, region: str) -> "RecognizerSet":
+    def with_region(self, region: str) -> RecognizerSet:
         """This set reading phone numbers without a country code as ``region``'s."""
         return RecognizerSet(self._recognizers, region=region)
 
@@ -282,7 +283,7 @@ class RecognizerSet:
         elif name in ("_fingerprint", "_compiled"):
             object.__setattr__(self, name, value)
         else:
-            raise AttributeError(f"RecognizerSet is immutable; use with_custom(), without() or with_region()")
+            raise AttributeError("RecognizerSet is immutable; use with_custom(), without() or with_region()")
 
     def __repr__(self) -> str:
         return f"RecognizerSet({len(self)} recognizers, labels={list(self.labels)}, region={self._region!r})"
