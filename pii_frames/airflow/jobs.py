@@ -327,7 +327,7 @@ def model_revision(model: str | None) -> str:
 
 
 def _utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 @dataclass(repr=False)
@@ -464,12 +464,12 @@ class SanitizeJob:
         state.pop("_pickle_holds_secret", None)
         self.__dict__.update(state)
 
-    def __copy__(self) -> "SanitizeJob":
+    def __copy__(self) -> SanitizeJob:
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         return clone
 
-    def __deepcopy__(self, memo: dict) -> "SanitizeJob":
+    def __deepcopy__(self, memo: dict) -> SanitizeJob:
         import copy
 
         clone = object.__new__(type(self))
