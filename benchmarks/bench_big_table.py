@@ -200,9 +200,9 @@ class Stages:
 
 
 def profile_stages(csv_path: Path, out_dir: Path, args: argparse.Namespace) -> dict:
-    import pyarrow as pa
-
     import importlib
+
+    import pyarrow as pa
 
     import pii_frames
     import pii_frames.io.memory as memory_module

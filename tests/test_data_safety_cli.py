@@ -23,6 +23,7 @@ import pytest
 
 from pii_frames.io import atomic
 from pii_frames.io.files import FileSource
+
 from shared_paths import OPF_TINY  # noqa: E402
 
 if not OPF_TINY.is_dir():

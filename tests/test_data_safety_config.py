@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from pii_frames.model.config import CheckpointError, read_config
+
 from shared_paths import OPF_TINY  # noqa: E402
 
 if not OPF_TINY.is_dir():

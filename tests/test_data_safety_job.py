@@ -11,6 +11,7 @@ Runs the real engine on the tiny fixture checkpoint.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -24,6 +25,7 @@ import pytest
 
 from pii_frames.airflow.jobs import SanitizeJob, SanitizeJobError
 from pii_frames.io import atomic
+
 from shared_paths import OPF_TINY  # noqa: E402
 
 if not OPF_TINY.is_dir():
@@ -244,7 +246,7 @@ KEY = "correct horse battery staple"
 
 
 def test_key_is_hidden_from_repr(tmp_path):
-    for policy in ({"operator": "pseudonym", "key": KEY}, '{"operator": "pseudonym", "key": "%s"}' % KEY):
+    for policy in ({"operator": "pseudonym", "key": KEY}, json.dumps({"operator": "pseudonym", "key": KEY})):
         shown = repr(job(tmp_path / "in.parquet", tmp_path / "out", policy=policy))
         assert KEY not in shown and "hidden" in shown
 

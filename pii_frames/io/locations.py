@@ -95,10 +95,10 @@ class DuckDBLocation:
         """The database file holding the table."""
         return self.database
 
-    def with_table(self, table: str) -> "DuckDBLocation":
+    def with_table(self, table: str) -> DuckDBLocation:
         return DuckDBLocation(self.database, self.schema, table)
 
-    def same_table(self, other: "DuckDBLocation") -> bool:
+    def same_table(self, other: DuckDBLocation) -> bool:
         """Whether ``other`` names this very table, by DuckDB's rules (same file, names equal up to ASCII case).
 
         >>> DuckDBLocation("/w.db", "main", "raw_tickets").same_table(DuckDBLocation("/w.db", "MAIN", "RAW_TICKETS"))

@@ -21,7 +21,8 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # only glibc has malloc_trim (musl, e.g. Alpine, does not)
+        if not hasattr(libc, "gnu_get_libc_version"):  # only glibc has malloc_trim (musl, e.g. Alpine, does not)
+            return None
         trim = libc.malloc_trim
     except (OSError, AttributeError):
         return None
