@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 
 from pii_frames.arrow import detect_array, split_options
 from pii_frames.engine.options import NONE_MEANS_OFF
+from pii_frames.redaction.policy import as_policy
 from pii_frames.engine.schema import detect_type
 
 __all__ = ["FUNCTION_NAMES", "REVEAL_FUNCTION", "register", "unregister"]
@@ -179,6 +180,9 @@ def register(
         )
     options = {key: value for key, value in options.items() if value is not None or key in NONE_MEANS_OFF}
     split_options(options)  # a malformed policy fails here, not in the middle of a query
+    if options.get("policy") is not None:
+        # A Policy (whose repr hides the key) rather than the caller's dict, which may hold the key in clear.
+        options["policy"] = as_policy(options["policy"])
     with_text = bool(options.get("with_text"))
     functions = {
         name: _ArrowUDF(name, field, model, dict(options, with_text=True) if name in WITH_TEXT_FUNCTIONS else options)

@@ -318,3 +318,10 @@ def test_table_summary_json(tmp_path):
     raw = pq.read_table(out)
     assert "@" not in json.dumps(data)  # counts only, no detected value
     assert raw.num_rows == 200
+
+
+def test_duckdb_functions_registered_with_a_dict_policy_hide_the_key():
+    secret = "k3y-never-shown"
+    con = pii_duckdb.register(duckdb.connect(), "default", policy={"operator": "pseudonym", "key": secret})
+    shown = " ".join(repr(function) for function in pii_duckdb._LIVE_FUNCTIONS[id(con)].values())
+    assert secret not in shown and "<hidden>" in shown
