@@ -30,7 +30,10 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: the CLI imports the engine lazily, per command
+    from pii_frames.engine.counts import LabelCounts
 
 __all__ = ["main", "build_parser", "CliError"]
 
@@ -302,15 +305,12 @@ def _detect_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _decode(data: bytes, encoding: str, source: str) -> str:
+    from pii_frames.io.files import TableIOError, decode_bytes
+
     try:
-        return data.decode(encoding)
-    except LookupError:
-        raise CliError(f"unknown encoding {encoding!r}; use a Python codec name such as utf-8 or latin-1") from None
-    except UnicodeDecodeError as error:
-        raise CliError(
-            f"{source} is not valid {encoding} (byte {data[error.start]:#04x} at offset {error.start}); "
-            "pass --encoding with the file's encoding, e.g. --encoding latin-1"
-        ) from None
+        return decode_bytes(data, encoding, source)
+    except TableIOError as error:
+        raise CliError(str(error)) from None
 
 
 def _read_file(path: str, encoding: str) -> str:

@@ -88,6 +88,7 @@ from pii_frames.io.memory import release_memory
 from pii_frames.io.paths import overlaps
 from pii_frames.io.sql import SQLLocation
 from pii_frames.io.text import MODEL_CALL_BYTES, InvalidTextError, null_invalid_utf8, text_slices
+from pii_frames.redaction.policy import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ def describe_policy(policy: Any) -> dict[str, Any] | None:
     """A JSON-able description of a policy for hashing; a secret key appears only as its SHA-256."""
     if policy is None:
         return None
-    described: dict[str, Any] = {name: _jsonable(getattr(policy, name, None)) for name in POLICY_FIELDS if name != "key"}
+    described: dict[str, Any] = {name: jsonable(getattr(policy, name, None)) for name in POLICY_FIELDS if name != "key"}
     if getattr(policy, "has_key", False):
         # The key is not readable back from a Policy; pseudonyms of fixed probes depend on it
         # (a new key means new pseudonyms, so new outputs) without revealing it.
@@ -244,20 +245,6 @@ def describe_policy(policy: Any) -> dict[str, Any] | None:
             for label in ("private_person", "private_email", "account_number", "secret")
         ]
     return described
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda item: str(item[0]))}
-    if isinstance(value, (set, frozenset)):
-        return sorted(_jsonable(v) for v in value)
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if hasattr(value, "pattern"):  # compiled regular expressions in allow/deny lists
-        return value.pattern
-    return repr(value)
 
 
 def stable_hash(payload: Any) -> str:
@@ -582,7 +569,7 @@ class SanitizeJob:
             "include_spans": bool(self.include_spans),
             "include_category": bool(self.include_category),
             "dtype": self.dtype,
-            "detect_options": _jsonable(self.detect_options),
+            "detect_options": jsonable(self.detect_options),
         }
 
     def model_revision(self) -> str:

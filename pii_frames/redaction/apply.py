@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from ..decode.spans import CharSpan, select_non_overlapping
-from .edges import sanitize_edges
+from .edges import merge_touching, sanitize_edges
 from .policy import REDACTED_LABEL, Policy, as_policy
 from .result import DetectedSpan, RedactionResult
 
@@ -41,17 +41,7 @@ def _merge_overlaps(model_spans: Sequence[CharSpan], rule_spans: Sequence[CharSp
     A merged span takes the label of its leftmost, then longest member (a
     deny-list member first on ties, then the label name) and its best score.
     """
-    tagged = [(span, 0) for span in rule_spans] + [(span, 1) for span in model_spans]
-    tagged.sort(key=lambda item: (item[0].start, -(item[0].end - item[0].start), item[1], item[0].label))
-    merged: list[CharSpan] = []
-    for span, _ in tagged:
-        if merged and span.start < merged[-1].end:
-            head = merged[-1]
-            merged[-1] = CharSpan(head.label, head.start, max(head.end, span.end), max(head.score, span.score),
-                                  head.source)
-        else:
-            merged.append(span)
-    return merged
+    return merge_touching([*rule_spans, *model_spans], prefer=lambda span: span.source != DENY_LIST_SOURCE)
 
 
 def build_result(

@@ -153,14 +153,18 @@ def snap_to_tokens(text: str, spans: Sequence[CharSpan], protected: Sequence[tup
     return merge_touching(widened)
 
 
-def merge_touching(spans: Sequence[CharSpan]) -> list[CharSpan]:
+def merge_touching(spans: Sequence[CharSpan], *, prefer=None) -> list[CharSpan]:
     """Union overlapping spans: label and source of the leftmost, then longest member; best score.
+
+    ``prefer(span)`` (smaller first) breaks ties between members of the same start and length
+    before the label name does.
 
     Example:
         >>> merge_touching([CharSpan("a", 0, 4, 0.5), CharSpan("b", 2, 9, 0.9), CharSpan("c", 9, 12, 0.7)])
         [CharSpan(label='a', start=0, end=9, score=0.9, source='model'), CharSpan(label='c', start=9, end=12, score=0.7, source='model')]
     """
-    ordered = sorted(spans, key=lambda s: (s.start, -(s.end - s.start), s.label))
+    rank = prefer or (lambda span: 0)
+    ordered = sorted(spans, key=lambda s: (s.start, -(s.end - s.start), rank(s), s.label))
     merged: list[CharSpan] = []
     for span in ordered:
         if merged and span.start < merged[-1].end:

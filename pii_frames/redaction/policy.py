@@ -323,7 +323,7 @@ class Policy:
                 continue
             if name == "recognizers":
                 value = None if value is None else value.fingerprint
-            described[name] = _jsonable(value)
+            described[name] = jsonable(value)
         if self.has_key:
             described["key"] = [
                 _pseudonym(self, label, f"pii_frames fingerprint probe {label}")
@@ -413,14 +413,23 @@ OPERATOR_FUNCTIONS = {
 OPERATORS = tuple(OPERATOR_FUNCTIONS)
 
 
-def _jsonable(value):
+def jsonable(value):
+    """``value`` as plain, ordered JSON values: mappings sorted by key, sets sorted, regexes by pattern.
+
+    >>> jsonable({"b": {2, 1}, "a": (3,)})
+    {'a': [3], 'b': [1, 2]}
+    """
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda item: str(item[0]))}
+        return {str(k): jsonable(v) for k, v in sorted(value.items(), key=lambda item: str(item[0]))}
     if isinstance(value, (set, frozenset)):
-        return sorted(_jsonable(v) for v in value)
+        return sorted(jsonable(v) for v in value)
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+        return [jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "pattern"):  # compiled regular expressions
+        return value.pattern
+    return repr(value)
 
 
 def _rebuild_policy(state: dict) -> Policy:
