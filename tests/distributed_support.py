@@ -43,7 +43,7 @@ def _patch_loading(module) -> None:
     original = module.load
 
     def load(*args, **kwargs):
-        _record("load")
+        _record("load", threads=kwargs.get("threads"), device=str(kwargs.get("device", "auto")))
         return original(*args, **kwargs)
 
     load._counted = True
@@ -98,19 +98,30 @@ def install_load_counter() -> None:
         sys.meta_path.insert(0, _PatchOnImport())
 
 
-def read_load_log(path: Path) -> tuple[dict[int, int], dict[int, int]]:
-    """({pid: model loads}, {pid: rows of column 'body' detected}) from a counter file."""
-    loads: dict[int, int] = {}
+def read_load_log(path: Path, since: int = 0) -> tuple[dict[int, list[dict]], dict[int, int]]:
+    """({pid: its model loads}, {pid: rows of column 'body' detected}) from a counter file.
+
+    Loads are read from the whole file; rows only from byte ``since`` on (one job's share).
+    """
+    loads: dict[int, list[dict]] = {}
     body_rows: dict[int, int] = {}
     if not path.exists():
         return loads, body_rows
-    for line in path.read_text().splitlines():
+    data = path.read_bytes()
+    for offset, line in _lines_with_offsets(data):
         entry = json.loads(line)
         if entry["event"] == "load":
-            loads[entry["pid"]] = loads.get(entry["pid"], 0) + 1
-        elif entry.get("column") == "body":
+            loads.setdefault(entry["pid"], []).append(entry)
+        elif entry.get("column") == "body" and offset >= since:
             body_rows[entry["pid"]] = body_rows.get(entry["pid"], 0) + entry["rows"]
     return loads, body_rows
+
+
+def _lines_with_offsets(data: bytes):
+    offset = 0
+    for line in data.splitlines(keepends=True):
+        yield offset, line
+        offset += len(line)
 
 
 def build_table(n_rows: int = N_ROWS, seed: int = 20):
