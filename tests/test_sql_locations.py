@@ -18,11 +18,11 @@ import pytest
 sa = pytest.importorskip("sqlalchemy", reason="SQL locations need SQLAlchemy: pip install 'pii_frames[sql]'")
 pytest.importorskip("psycopg", reason="the PostgreSQL tests need psycopg 3: pip install 'pii_frames[sql]'")
 
-from postgres_server import MISSING, PostgresServer, postgres_binaries  # noqa: E402
-
 from pii_frames.airflow.jobs import SanitizeJob, SanitizeJobError  # noqa: E402
 from pii_frames.io import sql as sql_io  # noqa: E402
 from pii_frames.io.locations import parse_location  # noqa: E402
+
+from postgres_server import MISSING, PostgresServer, postgres_binaries  # noqa: E402
 
 EMAIL = re.compile(r"[a-z0-9.]+@example\.(com|org)")
 

@@ -324,7 +324,9 @@ class SanitizeJob:
     Parameters are plain values (strings, lists, dicts) so they survive Airflow
     templating and XCom. ``source`` and ``destination`` are location strings (see
     :mod:`pii_frames.io.locations`); the destination is a Parquet folder (or a
-    symbolic link to one: see :meth:`publish`) or a DuckDB table. Each sanitized
+    symbolic link to one: see :meth:`publish`), a DuckDB table, or a SQL table
+    of the source's database (``{"conn_id" | "url": ..., "table": ..., "key": ...}``,
+    see :mod:`pii_frames.io.sql`). Each sanitized
     column keeps its name and holds the redacted text; ``include_spans`` adds
     ``<column>_pii_spans`` (label, start, end, score; offsets into the original
     text, which is *not* copied) and ``include_category`` adds ``<column>_pii_category``.

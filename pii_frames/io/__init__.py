@@ -5,6 +5,8 @@
   file writer (:class:`~pii_frames.io.files.FileSink`);
 - :mod:`pii_frames.io.locations`: Parquet folders and DuckDB tables as job
   sources/destinations, planned in chunks;
+- :mod:`pii_frames.io.sql`: SQL tables (Airflow Connection or SQLAlchemy URL)
+  as job sources/destinations: key-range chunks, one-transaction swap;
 - :mod:`pii_frames.io.atomic`: atomic file/folder/symlink replacement,
   temporary names that record their process, and the sweep of dead runs'
   leftovers; SIGTERM/SIGHUP turned into a cleanup;

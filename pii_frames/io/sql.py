@@ -35,7 +35,9 @@ not sanitized is copied by the database itself with its exact type, and the
 staging table replaces the destination, the audit is written and the output
 is marked, all in one transaction. Readers see the old table or the new one;
 a failure or a kill rolls everything back (PostgreSQL's DDL is transactional).
-The destination must be in the source's database.
+On databases whose DDL commits implicitly (MySQL, Snowflake) the drop and the
+rename are separate steps, so readers may briefly find no table there; only
+PostgreSQL is tested. The destination must be in the source's database.
 
 Every schema, table and column name goes through the dialect's identifier
 quoting (SQLAlchemy's ``IdentifierPreparer``); nothing is pasted into SQL text.
@@ -686,7 +688,7 @@ def publish_sql_table(
                         "another table, drop it first, or pass overwrite=True to replace it")
         if exists and comment == OUTPUT_MARK + digest:
             if audit_location is not None:
-                audit_exists, audit_comment = read_sql_comment(con, audit_location)
+                _, audit_comment = read_sql_comment(con, audit_location)
                 if audit_comment != OUTPUT_MARK + digest:
                     write_sql_audit(audit_location, audit, digest, con=con, overwrite=overwrite, error=error)
             return False
