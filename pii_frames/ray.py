@@ -37,6 +37,7 @@ the same schema as a full one.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -137,6 +138,21 @@ def _spread(ds: ray.data.Dataset, batch_size: int, actors: int) -> ray.data.Data
     return ds
 
 
+def _warn_if_no_cpu_left(actors: int, num_cpus: float | None, where: str) -> None:
+    """Warn when the pool's minimum takes every CPU of the running cluster: Ray then waits for ever."""
+    if not num_cpus or not ray.is_initialized():
+        return
+    total = ray.cluster_resources().get("CPU", 0)
+    if total and actors * num_cpus >= total:
+        warnings.warn(
+            f"{where}: {actors} actor(s) x num_cpus={num_cpus} reserve all {total:g} CPUs of the cluster, but "
+            "Ray's read and write tasks need CPUs too: unless the cluster adds nodes, the job waits for ever; "
+            "lower num_cpus (fractions are fine) or the number of actors",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
 def _run(ds, mode: str, columns: list[str], *, into, model, policy, spans, category, batch_size, actors,
          num_cpus, num_gpus, memory, preserve_order, options, where: str) -> ray.data.Dataset:
     if not isinstance(ds, ray.data.Dataset):
@@ -153,6 +169,7 @@ def _run(ds, mode: str, columns: list[str], *, into, model, policy, spans, categ
     elif shipped.get("threads") is None and threads_for(num_cpus) is not None:
         shipped["threads"] = threads_for(num_cpus)
 
+    _warn_if_no_cpu_left(low, num_cpus, where)
     strategy = (ray.data.ActorPoolStrategy(size=low) if low == high
                 else ray.data.ActorPoolStrategy(min_size=low, max_size=high))
     named: dict[str, Any] = {}

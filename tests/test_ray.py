@@ -20,20 +20,25 @@ import pyarrow.parquet as pq  # noqa: E402
 import pii_frames  # noqa: E402
 import pii_frames.ray as pii_ray  # noqa: E402
 from pii_frames.arrow import detect_array  # noqa: E402
+from pii_frames.engine.detector import RowError  # noqa: E402
+from pii_frames.engine.schema import detect_type, spans_type  # noqa: E402
+
 from distributed_support import (  # noqa: E402
     LOG_VARIABLE,
     N_ROWS,
     TESTS_DIR,
+    approx_scores,
     build_table,
     read_load_log,
     reference,
-    approx_scores,
     write_parquet_parts,
 )
-from pii_frames.engine.detector import RowError  # noqa: E402
-from pii_frames.engine.schema import detect_type, spans_type  # noqa: E402
 
 COLUMNS = ["body", "subject"]
+# Ray Data warns about its own DataContext fields each time it copies a context (every read does).
+pytestmark = pytest.mark.filterwarnings("ignore:`use_push_based_shuffle` is deprecated:DeprecationWarning",
+                                        "ignore:`use_polars` is deprecated:DeprecationWarning",
+                                        "ignore:`use_arrow_tensor_v2` is deprecated:DeprecationWarning")
 WORKERS = {"actors": 2, "num_cpus": 0.5}
 
 
@@ -188,6 +193,8 @@ def test_arguments_are_checked_before_any_actor_starts(load_log):
         pii_ray.redact(ds, "body", actors=(3, 2))
     with pytest.raises(ValueError, match="already exists"):
         pii_ray.detect(ds, "body", into="id")
+    with pytest.warns(RuntimeWarning, match="reserve all 2 CPUs"):
+        pii_ray.redact(ds, "body", actors=2, num_cpus=1)
     # A key by reference is fine: only the variable's name travels (the dataset stays lazy here).
     lazy = pii_ray.redact(ds, "body", policy={"operator": "pseudonym", "key_env": "PII_KEY"})
     assert isinstance(lazy, ray.data.Dataset)

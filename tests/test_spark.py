@@ -25,6 +25,9 @@ from pyspark.sql import types as T  # noqa: E402
 
 import pii_frames  # noqa: E402
 import pii_frames.spark as pii_spark  # noqa: E402
+from pii_frames.arrow import detect_array  # noqa: E402
+from pii_frames.engine.schema import detect_type, spans_type  # noqa: E402
+
 from distributed_support import (  # noqa: E402
     LOG_VARIABLE,
     N_ROWS,
@@ -35,8 +38,6 @@ from distributed_support import (  # noqa: E402
     reference,
     write_parquet_parts,
 )
-from pii_frames.arrow import detect_array  # noqa: E402
-from pii_frames.engine.schema import detect_type, spans_type  # noqa: E402
 from shared_paths import ADAPTER_ROWS  # noqa: E402
 
 COLUMNS = ["body", "subject"]
