@@ -52,6 +52,7 @@ from pii_frames.engine.schema import is_text_type
 __all__ = ["redact", "detect", "DEFAULT_BATCH_SIZE", "DETECT_SUFFIX", "WARM_UP_TEXT"]
 
 DEFAULT_BATCH_SIZE = 1024
+TASKS_IN_FLIGHT_PER_ACTOR = 2
 # Default name of the column detect() adds.
 DETECT_SUFFIX = "_pii"
 # One short row run in every actor's constructor, so kernel selection and
@@ -170,8 +171,12 @@ def _run(ds, mode: str, columns: list[str], *, into, model, policy, spans, categ
         shipped["threads"] = threads_for(num_cpus)
 
     _warn_if_no_cpu_left(low, num_cpus, where)
-    strategy = (ray.data.ActorPoolStrategy(size=low) if low == high
-                else ray.data.ActorPoolStrategy(min_size=low, max_size=high))
+    pool: dict[str, Any] = {"size": low} if low == high else {"min_size": low, "max_size": high}
+    if _supports(ray.data.ActorPoolStrategy, "max_tasks_in_flight_per_actor"):
+        # A batch keeps an actor busy for seconds: queue one more behind it (hides the transfer) rather
+        # than Ray's default of several, which piles the first batches on the first actor ready.
+        pool["max_tasks_in_flight_per_actor"] = TASKS_IN_FLIGHT_PER_ACTOR
+    strategy = ray.data.ActorPoolStrategy(**pool)
     named: dict[str, Any] = {}
     if _supports(ray.data.Dataset.map_batches, "udf_modifying_row_count"):
         named["udf_modifying_row_count"] = False  # one output row per input row
