@@ -36,6 +36,9 @@ EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": 
 CSV_BLOCK_MIN = 1 << 20
 CSV_BLOCK_MAX = 64 << 20
 CSV_BLOCK_LIMIT = 1 << 30
+#: What to do about a text cell the encoding rejects, in every format's message.
+BAD_TEXT_HINT = ("pass --encoding with the file's encoding (e.g. --encoding latin-1), or --on-error null to write "
+                 "null for such cells and keep the other rows")
 
 
 class TableIOError(ValueError):
@@ -233,9 +236,7 @@ class FileSource:
         where = lambda row: f"row {first + row} of {self.path}"  # noqa: E731
         try:
             table, _ = null_invalid_utf8(
-                table, self.columns, on_error=self.on_error, where=where, encoding=self.encoding,
-                hint="pass --encoding with the file's encoding (e.g. --encoding latin-1), or --on-error null to "
-                     "write null for such cells and keep the other rows",
+                table, self.columns, on_error=self.on_error, where=where, encoding=self.encoding, hint=BAD_TEXT_HINT,
             )
         except InvalidTextError as error:
             raise TableIOError(str(error)) from None
@@ -303,19 +304,78 @@ class FileSource:
 
     def _iter_jsonl(self) -> Iterator[Any]:
         lines: list[bytes] = []
+        nulled: dict[str, list[int]] = {}
         first_line = 1
         with open(self.path, "rb") as handle:
             for number, raw in enumerate(handle, start=1):
                 if not lines:
                     first_line = number
-                text = decode_bytes(raw, self.encoding, f"{self.path} line {number}")
+                text = self._jsonl_text(raw, number, nulled)
                 if text.strip():
                     lines.append(text.strip().encode("utf-8"))
                 if len(lines) >= self.batch_rows:
-                    yield self._parse_json(lines, first_line)
-                    lines = []
+                    yield self._jsonl_batch(lines, first_line, nulled)
+                    lines, nulled = [], {}
         if lines:
-            yield self._parse_json(lines, first_line)
+            yield self._jsonl_batch(lines, first_line, nulled)
+
+    def _jsonl_batch(self, lines: list[bytes], first_line: int, nulled: dict[str, list[int]]):
+        import warnings
+
+        table = self._parse_json(lines, first_line)
+        if nulled:  # warned before the batch is handed on, as for CSV and Parquet cells
+            listed = "; ".join(
+                f"column {name!r}: {', '.join(f'line {line} of {self.path}' for line in numbers[:10])}"
+                f"{' ...' if len(numbers) > 10 else ''}"
+                for name, numbers in nulled.items()
+            )
+            warnings.warn(f"pii_frames: cells that are not valid {self.encoding} were set to null ({listed})",
+                          RuntimeWarning, stacklevel=3)
+        return table
+
+    def _jsonl_text(self, raw: bytes, number: int, nulled: dict[str, list[int]]) -> str:
+        """Line ``number`` decoded; bytes the encoding rejects in a redacted column's value follow ``on_error``.
+
+        Like a bad CSV or Parquet cell, such a value stops the run naming the
+        column and line, or (``on_error="null"``, recorded in ``nulled``)
+        becomes null alone: the rest of the line and every other line are
+        kept. Bad bytes anywhere else (another key's value, a key, the JSON
+        syntax) cannot be carried to the output, so they stop the run naming
+        the line (and the key).
+        """
+        where = f"{self.path} line {number}"
+        try:
+            return raw.decode(self.encoding)
+        except UnicodeDecodeError:
+            pass
+        try:
+            # Each undecodable byte becomes a lone surrogate U+DC80..U+DCFF, found again below.
+            record = json.loads(raw.decode(self.encoding, errors="surrogateescape"))
+        except (UnicodeDecodeError, ValueError):
+            record = None
+        if not isinstance(record, dict):  # the bad byte is in the JSON syntax, or the line is no object
+            return decode_bytes(raw, self.encoding, where)
+        for key, value in record.items():
+            if _escaped_byte(key, self.encoding) is not None:
+                return decode_bytes(raw, self.encoding, f"a key on {where}")
+            if key in self.columns and isinstance(value, str):
+                bad = _escaped_byte(value, self.encoding)
+                if bad is None:
+                    continue
+                if self.on_error == "raise":
+                    raise TableIOError(f"column {key!r} line {number} of {self.path} is not valid {self.encoding} "
+                                       f"(byte {bad[0]:#04x} at offset {bad[1]}); {BAD_TEXT_HINT}")
+                record[key] = None
+                nulled.setdefault(key, []).append(number)
+                continue
+            bad = _escaped_byte(json.dumps(value, ensure_ascii=False), self.encoding)
+            if bad is not None:
+                raise TableIOError(
+                    f"the value of {key!r} on {where} is not valid {self.encoding} (byte {bad[0]:#04x}); only "
+                    f"the redacted column(s) {', '.join(map(repr, self.columns))} can be set to null, so pass "
+                    "--encoding with the file's encoding (e.g. --encoding latin-1) or fix the file"
+                )
+        return json.dumps(record, ensure_ascii=False)
 
     def _parse_json(self, lines: list[bytes], first_line: int):
         import pyarrow as pa
@@ -338,6 +398,18 @@ class FileSource:
                 table = table.set_column(index, column, table.column(column).cast(pa.string()))
         check_columns(table.schema, self.columns, self.path)
         return table
+
+
+def _escaped_byte(text: str, encoding: str = "utf-8") -> tuple[int, int] | None:
+    """``(byte, offset in bytes)`` of the first byte a ``surrogateescape`` decode kept as U+DC80..U+DCFF.
+
+    >>> _escaped_byte(b"caf\\xe9".decode("utf-8", "surrogateescape")), _escaped_byte("fine")
+    ((233, 3), None)
+    """
+    for index, char in enumerate(text):
+        if "\udc80" <= char <= "\udcff":
+            return ord(char) - 0xDC00, len(text[:index].encode(encoding, "surrogateescape"))
+    return None
 
 
 class FileSink:
