@@ -1,39 +1,58 @@
-"""Engine benchmark: pii_frames.model vs transformers eager on the same full-size random weights.
+"""Engine benchmark: pii_frames against transformers eager on the same full-size random weights.
 
 Builds a full-size privacy-filter (vocab 200,064, 8 layers, 128 experts top-4,
 hidden 640, 14/2 heads, band +-128) with realistic random weights (unit-scale
-embeddings, so routing is balanced), runs transformers'
-OpenAIPrivacyFilterForTokenClassification (eager, fp32) and our engine on the
-same weights and inputs in one process, and prints time, speed-up and label
-agreement per case; then the same for a reduced-precision weight mode; then
-the peak resident memory of a fresh process loading the model from a saved
-checkpoint.
+embeddings, so routing is balanced) and, in one process, on the same weights:
 
-    python benchmarks/bench_engine.py                       # everything (several minutes, ~12 GB RAM)
-    python benchmarks/bench_engine.py --cases 1x64 --no-memory
-    python benchmarks/bench_engine.py --modes fp32,bf16,fp16 --threads 1   # one core each
+1. **the user path** (what ``pii.load(...).redact_many`` users get): Faker text
+   (several locales, names, e-mails, addresses, phone numbers, lorem sentences)
+   cut to exactly ``T`` tokens per text, through ``Detector.redact_many``
+   (tokenize, model, Viterbi decode, redact) and ``Detector.token_logprobs``,
+   result cache off. The transformers side is the same Detector with
+   transformers' ``OpenAIPrivacyFilterForTokenClassification`` (eager, fp32) as
+   its model, so batching, tokenizer, decoder and thread count are identical
+   and only the network differs. Per thread setting (``default``: what the
+   engine picks, then explicit counts), both engines run on that count. It
+   prints the median time, the speed-up, the share of each stage and the
+   agreement of redacted texts and token labels;
+2. **the raw forward** (``model(ids)`` on the same token ids), per weight mode;
+3. the peak resident memory of a fresh process loading the model from a saved
+   checkpoint.
 
-Needs the test extra (transformers). No timing is asserted anywhere.
+    python benchmarks/bench_engine.py                       # everything (~30 min on 2 cores, ~14 GB RAM)
+    python benchmarks/bench_engine.py --quick               # small cases, fewer settings (~5 min)
+    python benchmarks/bench_engine.py --cases 1x64 --threads 1 --modes fp32,fp16 --no-raw --no-memory
+
+Needs the test extra (transformers). No timing is asserted anywhere; compare
+ratios from one run only.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import math
 import os
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from pii_frames.model import load_model, read_config, save_opf_checkpoint
+from pii_frames.model import read_config, save_opf_checkpoint
 from pii_frames.model.checkpoint import model_from_tensors
+from pii_frames.model.encoder import EncoderOutput
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_big_table import Stages  # noqa: E402  (the stage timer the table benchmark uses)
 
 FULL_SIZE = dict(
     num_hidden_layers=8,
@@ -47,6 +66,7 @@ FULL_SIZE = dict(
     num_key_value_heads=2,
     sliding_window=128,
 )
+STAGES = ("tokenize", "model", "decode", "redact")
 
 
 def build_reference(seed: int, bf16_values: bool = True):
@@ -113,7 +133,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times) if times else float("nan"), result
+    return statistics.median(times), result
 
 
 def parse_case(text: str) -> tuple[int, int]:
@@ -121,27 +141,223 @@ def parse_case(text: str) -> tuple[int, int]:
     return int(batch), int(tokens)
 
 
-def run_cases(reference, ours: dict, cases, repeats_for, hf_threads: int, threads: int) -> list[dict]:
-    """Time every case for transformers and each of our weight modes; print one row per case."""
-    print("\n== time per forward (median), speed-up vs transformers eager fp32, label agreement "
-          "(vs transformers; reduced modes also vs our fp32)")
-    print(f"{'case':>8} {'load':>5} {'transformers':>13} " + " ".join(f"{m:>30}" for m in ours))
+# ------------------------------------------------------------------ text
+def case_texts(tokenizer, batch: int, tokens: int, seed: int) -> list[str]:
+    """``batch`` Faker texts of exactly ``tokens`` tokens each (seeded; several locales and kinds of PII)."""
+    from faker import Faker
+
+    fake = Faker(["en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT"])
+    Faker.seed(seed)
+    rng = random.Random(seed)
+    pieces = [
+        lambda: fake.sentence(nb_words=rng.randint(6, 18)),
+        lambda: fake.paragraph(nb_sentences=3),
+        lambda: f"{fake.name()} <{fake.email()}>",
+        lambda: f"Call {fake.first_name()} on {fake.phone_number()} before {fake.date()}.",
+        lambda: f"Ship to {fake.address().replace(chr(10), ', ')}.",
+        lambda: f"{fake.company()}, {fake.job()}: see {fake.url()}",
+        lambda: f"IBAN {fake.iban()}, ref {fake.bothify('??-#####')}.",
+        lambda: fake.text(max_nb_chars=120),
+    ]
+    texts = []
+    while len(texts) < batch:
+        parts, count = [], 0
+        while count < tokens + 8:
+            part = rng.choice(pieces)()
+            parts.append(part)
+            count += len(tokenizer.encode(" " + part))
+        text = " ".join(parts)
+        ids = tokenizer.encode(text)
+        cut = text[: int(tokenizer.token_offsets(text, ids).ends[tokens - 1])]
+        if len(tokenizer.encode(cut)) == tokens:  # a cut inside a merge can re-tokenize differently: draw again
+            texts.append(cut)
+    return texts
+
+
+# ------------------------------------------------------------- engines
+class TransformersEngine(torch.nn.Module):
+    """transformers' model behind the interface our runner drives (ids, mask -> EncoderOutput).
+
+    The Detector then tokenizes, batches, decodes and redacts exactly as for our
+    engine; only the network differs.
+    """
+
+    def __init__(self, reference, config):
+        super().__init__()
+        self.reference = reference
+        self.config = config
+        self.doc_head = None
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def forward(self, input_ids, attention_mask=None):
+        mask = None if attention_mask is None else attention_mask.long()
+        logits = self.reference(input_ids=input_ids, attention_mask=mask).logits
+        return EncoderOutput(logits=logits, pooled=None, doc_logits=None)
+
+
+def make_detector(model, tokenizer, label_space, threads: int | None):
+    from pii_frames.engine.detector import Detector
+    from pii_frames.engine.loading import LoadedModel
+
+    shared = LoadedModel(model=model, tokenizer=tokenizer, label_space=label_space, calibration=None,
+                         checkpoint_dir=Path("<bench>"), model_id="bench", device=torch.device("cpu"),
+                         weight_dtype=torch.float32, lock=threading.RLock())
+    return Detector(shared, cache_size=0, threads=threads, progress=False)
+
+
+def resolved_threads(detector, tokens: int) -> int:
+    """The torch thread count a Detector's model call uses for a forward of ``tokens`` tokens."""
+    from pii_frames.model.runner import default_num_threads
+
+    if detector.threads:
+        return int(detector.threads)
+    return default_num_threads(detector.model) or torch.get_num_threads()
+
+
+# ------------------------------------------------------------ user path
+def time_user_path(detector, texts: list[str], repeats: int) -> dict:
+    """Median seconds of redact_many(texts) and of token_logprobs per text, plus stage shares."""
+    from pii_frames.engine.detector import Detector
+
+    apply_module = importlib.import_module("pii_frames.redaction.apply")
+    stages = Stages()
+    originals = {(Detector, "_run_model"): Detector._run_model, (Detector, "_decode_many"): Detector._decode_many,
+                 (apply_module, "build_result"): apply_module.build_result}
+    tokenizer = detector.tokenizer
+    stages.wrap(Detector, "_run_model", "model")
+    stages.wrap(Detector, "_decode_many", "decode")
+    stages.wrap(apply_module, "build_result", "redact")
+    for name in ("encode_batch", "encode", "token_offsets"):
+        stages.wrap(tokenizer, name, "tokenize")
+    try:
+        redact_s, results = timed(lambda: detector.redact_many(texts), 0)  # warm-up
+        stages.seconds.clear()
+        total = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            detector.redact_many(texts)
+            total.append(time.perf_counter() - start)
+        shares = {name: stages.seconds.get(name, 0.0) / sum(total) for name in STAGES}
+        shares["other"] = 1.0 - sum(shares.values())
+    finally:
+        for (owner, name), original in originals.items():
+            setattr(owner, name, original)
+        for name in ("encode_batch", "encode", "token_offsets"):
+            tokenizer.__dict__.pop(name, None)
+    logprobs_s, logprobs = timed(lambda: [detector.token_logprobs(text)[1] for text in texts], repeats)
+    return {"redact_s": statistics.median(total), "logprobs_s": logprobs_s, "shares": shares,
+            "redacted": [r.redacted_text for r in results], "logprobs": logprobs}
+
+
+def run_user_path(reference, ours: dict, config, cases, thread_settings, repeats: int) -> list[dict]:
+    from pii_frames.decode.labels import LabelSpace
+    from pii_frames.text.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(vocab_size=config.vocab_size)
+    labels = LabelSpace.from_names(config.label_names)
+    baseline = TransformersEngine(reference, config)
+    print(f"\n== user path: Detector.redact_many (and token_logprobs per text) on Faker text, cache off, "
+          f"median of {repeats}; both engines on the same thread count")
+    header = (f"{'case':>8} {'threads':>11} {'engine':>13} {'redact_many':>12} {'speed-up':>8} "
+              f"{'logprobs':>10} {'speed-up':>8} {'texts =':>7} {'labels =':>8} {'max dlogp':>9}  "
+              + " ".join(f"{s:>8}" for s in (*STAGES, "other")))
+    print(header)
     rows = []
     for case in cases:
         batch, tokens = parse_case(case)
-        ids = torch.randint(0, 200000, (batch, tokens), generator=torch.Generator().manual_seed(batch * tokens))
-        repeats = repeats_for(batch * tokens)
-        load = os.getloadavg()[0]
-        with torch.inference_mode():
-            torch.set_num_threads(hf_threads)
-            t_ref, ref_out = timed(lambda: reference(input_ids=ids).logits, repeats)
-            torch.set_num_threads(threads)
+        texts = case_texts(tokenizer, batch, tokens, seed=batch * tokens)
+        default = resolved_threads(make_detector(baseline, tokenizer, labels, None), batch * tokens)
+        seen: set[int] = set()
+        for setting in thread_settings:
+            threads = None if setting == "default" else int(setting)
+            reference_detector = make_detector(baseline, tokenizer, labels, threads)
+            count = resolved_threads(reference_detector, batch * tokens)
+            if count in seen:
+                continue  # "default" resolved to a count already measured (or the other way round)
+            seen.add(count)
+            label = f"{count} (default)" if count == default else str(count)
+            load = os.getloadavg()[0]
+            with torch.inference_mode():
+                ref = time_user_path(reference_detector, texts, repeats)
+                ref_labels = [lp.argmax(-1) for lp in ref["logprobs"]]
+                print(f"{case:>8} {label:>11} {'transformers':>13} {ref['redact_s'] * 1000:10.0f}ms {'':>8} "
+                      f"{ref['logprobs_s'] * 1000:8.0f}ms {'':>8} {'':>7} {'':>8} {'':>9}  "
+                      + " ".join(f"{ref['shares'][s] * 100:7.1f}%" for s in (*STAGES, "other")), flush=True)
+                row = {"case": case, "threads": count, "label": label, "load": load,
+                       "transformers": {k: ref[k] for k in ("redact_s", "logprobs_s", "shares")}}
+                for mode, model in ours.items():
+                    got = time_user_path(make_detector(model, tokenizer, labels, threads), texts, repeats)
+                    same_texts = sum(a == b for a, b in zip(got["redacted"], ref["redacted"])) / len(texts)
+                    got_labels = [lp.argmax(-1) for lp in got["logprobs"]]
+                    same_labels = float(np.mean(np.concatenate([a == b for a, b in zip(got_labels, ref_labels)])))
+                    dlogp = max(float(np.abs(a - b).max()) for a, b in zip(got["logprobs"], ref["logprobs"]))
+                    speedup, lp_speedup = ref["redact_s"] / got["redact_s"], ref["logprobs_s"] / got["logprobs_s"]
+                    print(f"{case:>8} {label:>11} {'ours ' + mode:>13} {got['redact_s'] * 1000:10.0f}ms "
+                          f"{speedup:7.2f}x {got['logprobs_s'] * 1000:8.0f}ms {lp_speedup:7.2f}x "
+                          f"{same_texts * 100:6.1f}% {same_labels * 100:7.2f}% {dlogp:9.1e}  "
+                          + " ".join(f"{got['shares'][s] * 100:7.1f}%" for s in (*STAGES, "other")), flush=True)
+                    row[mode] = {"redact_s": got["redact_s"], "logprobs_s": got["logprobs_s"],
+                                 "speedup": speedup, "logprobs_speedup": lp_speedup, "texts_equal": same_texts,
+                                 "labels_equal": same_labels, "max_dlogp": dlogp, "shares": got["shares"]}
+            rows.append(row)
+    _print_cross_thread(rows, list(ours))
+    return rows
+
+
+def _print_cross_thread(rows: list[dict], modes: list[str]) -> None:
+    """transformers on its fastest measured thread count against our engine's default choice."""
+    by_case: dict[str, list[dict]] = {}
+    for row in rows:
+        by_case.setdefault(row["case"], []).append(row)
+    lines = []
+    for case, case_rows in by_case.items():
+        defaults = [r for r in case_rows if "default" in r["label"]]
+        if len(case_rows) < 2 or not defaults:
+            continue
+        best = min(case_rows, key=lambda r: r["transformers"]["redact_s"])
+        ours = defaults[0]
+        cells = " ".join(f"{m} {best['transformers']['redact_s'] / ours[m]['redact_s']:.2f}x" for m in modes)
+        lines.append(f"{case:>8}: transformers on {best['threads']} thread(s) vs ours on its default "
+                     f"({ours['threads']}): {cells}")
+    if lines:
+        print("\n== redact_many: transformers on its best thread count vs our default")
+        print("\n".join(lines))
+
+
+# ---------------------------------------------------------- raw forward
+def case_ids(cases, config) -> dict[str, torch.Tensor]:
+    """The token ids of each case's texts, [batch, tokens] (the raw forward runs on them)."""
+    from pii_frames.text.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(vocab_size=config.vocab_size)
+    out = {}
+    for case in cases:
+        batch, tokens = parse_case(case)
+        texts = case_texts(tokenizer, batch, tokens, seed=batch * tokens)
+        out[case] = torch.tensor([tokenizer.encode(text) for text in texts])
+    return out
+
+
+def run_raw_forward(reference, ours: dict, ids_of: dict, repeats: int, threads: int) -> list[dict]:
+    """Time ``model(ids)`` for transformers and each of our weight modes; print one row per case."""
+    print(f"\n== raw forward model(ids) on the cases' token ids, {threads} thread(s), median of {repeats}; "
+          "label agreement vs transformers (reduced modes also vs our fp32)")
+    print(f"{'case':>8} {'load':>5} {'transformers':>13} " + " ".join(f"{m:>30}" for m in ours))
+    rows = []
+    with torch.inference_mode():
+        torch.set_num_threads(threads)
+        for case, ids in ids_of.items():
+            load = os.getloadavg()[0]
+            t_ref, ref_out = timed(lambda ids=ids: reference(input_ids=ids).logits, repeats)
             ref_labels = ref_out.argmax(-1)
             ref_lp = torch.log_softmax(ref_out.float(), -1)
             cells, row = [], {"case": case, "transformers_s": t_ref, "load": load}
             fp32_labels = None
             for mode, model in ours.items():
-                t_ours, out = timed(lambda: model(ids).logits, repeats)
+                t_ours, out = timed(lambda model=model, ids=ids: model(ids).logits, repeats)
                 labels = out.argmax(-1)
                 agree = (labels == ref_labels).float().mean().item()
                 diff = (torch.log_softmax(out.float(), -1) - ref_lp).abs().max().item()
@@ -152,11 +368,14 @@ def run_cases(reference, ours: dict, cases, repeats_for, hf_threads: int, thread
                     cell += f" ({(labels == fp32_labels).float().mean().item() * 100:.2f}%)"
                 cells.append(cell)
                 row[mode] = {"seconds": t_ours, "speedup": t_ref / t_ours, "agreement": agree, "max_dlogp": diff}
-        rows.append(row)
-        print(f"{case:>8} {load:5.1f} {t_ref * 1000:11.0f}ms " + " ".join(f"{c:>30}" for c in cells), flush=True)
+            rows.append(row)
+            print(f"{case:>8} {load:5.1f} {t_ref * 1000:11.0f}ms " + " ".join(f"{c:>30}" for c in cells), flush=True)
+    print("max |log-prob diff| vs transformers:",
+          {row["case"]: {m: f"{row[m]['max_dlogp']:.1e}" for m in ours} for row in rows})
     return rows
 
 
+# --------------------------------------------------------------- memory
 def peak_rss_of_load(checkpoint: Path, mode: str) -> float:
     """Peak resident memory (GB, VmHWM) of a fresh interpreter that loads the checkpoint.
 
@@ -173,26 +392,46 @@ def peak_rss_of_load(checkpoint: Path, mode: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def run_memory(model, modes, save_dtype: str) -> None:
+    with tempfile.TemporaryDirectory(dir=str(Path(__file__).parent)) as tmp:
+        start = time.perf_counter()
+        save_opf_checkpoint(model, tmp, param_dtype=save_dtype)
+        size = sum(p.stat().st_size for p in Path(tmp).glob("*")) / 1e9
+        print(f"\nsaved opf checkpoint ({save_dtype}, {size:.2f} GB) in {time.perf_counter() - start:.0f}s")
+        for mode in ["fp32"] + [m for m in modes if m != "fp32"]:
+            start = time.perf_counter()
+            rss = peak_rss_of_load(Path(tmp), mode)
+            print(f"peak RSS loading full model ({mode} weights): {rss:.2f} GB "
+                  f"({time.perf_counter() - start:.0f}s incl. interpreter start)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default="1x64,1x512,16x128,1x4096")
+    parser.add_argument("--cases", default=None, help="BATCHxTOKENS list (default 1x64,1x512,16x128,1x4096; "
+                                                      "--quick: 1x64,1x256,4x128)")
     parser.add_argument("--modes", default="fp32,fp16",
                         help="our weight modes: fp32 (parity tier) and reduced ones: fp16 (fast), bf16 (memory)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch threads for both engines (default: every core; use 1 when another job "
-                             "holds a core, since OpenMP teams stall on a busy core)")
+    parser.add_argument("--threads", default="default,1,2",
+                        help="thread settings of the user path, both engines on each: 'default' (what the "
+                             "engine picks for the case) and explicit counts")
+    parser.add_argument("--raw-threads", type=int, default=1, help="torch threads of the raw forward (both engines)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement after a warm-up (>= 5)")
+    parser.add_argument("--quick", action="store_true", help="small cases, no 1x4096, no memory test")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw forward")
+    parser.add_argument("--no-user", action="store_true", help="skip the user path")
     parser.add_argument("--fp32-weights", action="store_true",
                         help="keep full fp32 random weights (default: round them to bf16 values, like the "
                              "released checkpoint, so every weight mode sees the same numbers)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-memory", action="store_true", help="skip the load-from-checkpoint memory test")
     parser.add_argument("--save-dtype", default="bfloat16", help="dtype of the saved checkpoint (memory test)")
-    parser.add_argument("--hf-threads", type=int, default=None, help="torch threads for transformers (default: --threads)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    cases = [c for c in args.cases.split(",") if c]
+    cases = [c for c in (args.cases or ("1x64,1x256,4x128" if args.quick else "1x64,1x512,16x128,1x4096"))
+             .split(",") if c]
     modes = [m for m in args.modes.split(",") if m]
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cases {cases}, modes {modes}")
+    thread_settings = [t for t in args.threads.split(",") if t]
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, cases {cases}, modes {modes}, "
+          f"user-path threads {thread_settings}, raw-forward threads {args.raw_threads}, load {os.getloadavg()[0]:.1f}")
 
     start = time.perf_counter()
     reference = build_reference(args.seed, bf16_values=not args.fp32_weights)
@@ -206,32 +445,20 @@ def main() -> None:
         start = time.perf_counter()
         ours[mode] = model_from_tensors(config, state, weight_dtype=mode)
         print(f"our model ({mode}) built in {time.perf_counter() - start:.1f}s")
+    del state
 
-    probe = torch.randint(0, 200000, (1, 64), generator=torch.Generator().manual_seed(1))
-    print("experts hit per layer at 1 x 64 tokens:", experts_hit_per_layer(reference, probe))
-
-    def repeats_for(tokens: int) -> int:
-        return 7 if tokens <= 600 else (1 if tokens <= 2100 else 0)
-
-    rows = run_cases(reference, ours, cases, repeats_for, args.hf_threads or args.threads, args.threads)
-    print("max |log-prob diff| vs transformers:",
-          {row["case"]: {m: f"{row[m]['max_dlogp']:.1e}" for m in ours} for row in rows})
-
-    if not args.no_memory:
-        del state
-        reference_model = ours.get("fp32") or next(iter(ours.values()))
-        with tempfile.TemporaryDirectory(dir=str(Path(__file__).parent)) as tmp:
-            start = time.perf_counter()
-            save_opf_checkpoint(reference_model, tmp, param_dtype=args.save_dtype)
-            size = sum(p.stat().st_size for p in Path(tmp).glob("*")) / 1e9
-            print(f"\nsaved opf checkpoint ({args.save_dtype}, {size:.2f} GB) in {time.perf_counter() - start:.0f}s")
-            del reference, ours, reference_model
-            gc.collect()
-            for mode in ["fp32"] + [m for m in modes if m != "fp32"]:
-                start = time.perf_counter()
-                rss = peak_rss_of_load(Path(tmp), mode)
-                print(f"peak RSS loading full model ({mode} weights): {rss:.2f} GB "
-                      f"({time.perf_counter() - start:.0f}s incl. interpreter start)")
+    ids_of = case_ids(cases, config)
+    print("experts hit per layer at 1 x 64 tokens of text:",
+          experts_hit_per_layer(reference, ids_of.get("1x64", next(iter(ids_of.values())))[:1, :64]))
+    if not args.no_user:
+        run_user_path(reference, ours, config, cases, thread_settings, args.repeats)
+    if not args.no_raw:
+        run_raw_forward(reference, ours, ids_of, args.repeats, args.raw_threads)
+    if not (args.no_memory or args.quick):
+        model = ours.get("fp32") or next(iter(ours.values()))
+        del reference
+        gc.collect()
+        run_memory(model, modes, args.save_dtype)
     print(json.dumps({"done": True}))
 
 
