@@ -1,15 +1,15 @@
-"""argparse glue for ``pii-frames eval``, ``pii-frames train`` and ``pii-frames synth``.
+"""``pii-frames eval``, ``pii-frames train`` and ``pii-frames synth``: arguments and runs.
 
-The CLI builds a parser per command with ``add_<name>_arguments(parser)`` and runs ``run_<name>(args)``, which
-returns the exit status. Errors are raised (``ValueError``/``FileNotFoundError`` subclasses with a message that
-names the file and the fix); the CLI prints them.
+:mod:`pii_frames.cli.app` imports this module only when one of these commands runs, builds a parser per
+command with ``add_<name>_arguments(parser)`` and runs ``run_<name>(args)``, which returns the exit status.
+Errors are raised (``ValueError``/``FileNotFoundError`` subclasses with a message that names the file and
+the fix); the CLI prints them.
 
     >>> import argparse
-    >>> from pii_frames.train import commands
     >>> parser = argparse.ArgumentParser(prog="pii-frames synth")
-    >>> commands.add_synth_arguments(parser)
+    >>> add_synth_arguments(parser)
     >>> args = parser.parse_args(["--n", "3", "--out", "/tmp/synth.jsonl", "--seed", "1"])
-    >>> commands.run_synth(args)          # doctest: +SKIP
+    >>> run_synth(args)          # doctest: +SKIP
     0
 """
 
