@@ -24,7 +24,8 @@ holders of the key can turn back into the value::
 
 :data:`ENCRYPTED_TOKEN_RE` matches one whole token (a second sanitizing pass
 uses it to leave tokens alone). Revealing needs only this module and
-``cryptography``: it never loads or runs the model.
+``cryptography``: it never loads or runs the model. A key named rather than
+given (``key_env``, ``key_source``) is read by :mod:`pii_frames.redaction.key_sources`.
 
 Example:
     >>> from pii_frames.redaction.policy import Policy
@@ -40,19 +41,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+# Reading a key from where a policy names it is key_sources' business; these names stay importable
+# from here, where Policy, the docs and users have found them.
+from .key_sources import KEY_SOURCE_KINDS, parse_key_source, resolve_key_source
+from .key_sources import secret_bytes as _secret_bytes
 from .policy import placeholder_name
 
 __all__ = [
@@ -89,7 +91,6 @@ _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 _B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # Unused low bits of the last character of an unpadded base64 text, by its length mod 4.
 _UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
-KEY_SOURCE_KINDS = ("env", "airflow-variable", "airflow-connection")
 ON_ERROR = ("raise", "null")
 
 # Fixed salt and info strings: the derivation must give the same key in every process (tokens are
@@ -128,18 +129,6 @@ class RevealWarning(UserWarning):
 
 
 # ---------------------------------------------------------------------- keys
-def _secret_bytes(secret: Any, what: str = "key") -> bytes:
-    if isinstance(secret, str):
-        secret = secret.encode("utf-8")
-    elif isinstance(secret, (bytearray, memoryview)):
-        secret = bytes(secret)
-    if not isinstance(secret, bytes):
-        raise TypeError(f"the encryption {what} must be str or bytes, got {type(secret).__name__}")
-    if not secret:
-        raise ValueError(f"the encryption {what} must not be empty")
-    return secret
-
-
 def _derive(secret: bytes, info: bytes, length: int) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=_HKDF_SALT, info=info).derive(secret)
 
@@ -553,117 +542,3 @@ def reveal_arrow(
         raise TypeError(f"column {name!r} has type {arrow_type}, but reveal needs text; cast it to string first")
     revealed = reveal_many(values.to_pylist(), key=key, keys=keys, on_error=on_error, name=name, first_row=first_row)
     return pa.array(revealed, type=pa.string())
-
-
-# --------------------------------------------------------------- key sources
-def resolve_key_source(source: str) -> bytes:
-    """Read a key from where ``source`` points, so configs and pickles carry only a name.
-
-    Forms:
-
-    - ``"env:NAME"``: the environment variable ``NAME``;
-    - ``"airflow-variable:NAME"``: the Airflow Variable ``NAME``
-      (``airflow.sdk.Variable``, imported only here; without Airflow installed,
-      the variable ``AIRFLOW_VAR_<NAME>`` that Airflow itself would read);
-    - ``"airflow-connection:CONN_ID"``: the password of that Airflow
-      Connection (without Airflow: ``AIRFLOW_CONN_<CONN_ID>``, a URI or JSON).
-
-    Errors name the source, never a value.
-
-    Example:
-        >>> import os
-        >>> os.environ["PII_DOC_KEY"] = "s3cret"
-        >>> resolve_key_source("env:PII_DOC_KEY")
-        b's3cret'
-        >>> resolve_key_source("env:PII_DOC_MISSING")
-        Traceback (most recent call last):
-        ...
-        ValueError: encryption key source 'env:PII_DOC_MISSING': the environment variable PII_DOC_MISSING is not set or empty
-    """
-    kind, name = parse_key_source(source)
-    if kind == "env":
-        value = os.environ.get(name)
-        if not value:
-            raise ValueError(f"encryption key source {source!r}: the environment variable {name} is not set or empty")
-    elif kind == "airflow-variable":
-        value = _airflow_variable(name, source)
-    else:
-        value = _airflow_connection_password(name, source)
-    if not value:
-        raise ValueError(f"encryption key source {source!r} is empty")
-    return _secret_bytes(value)
-
-
-def parse_key_source(source: Any) -> tuple[str, str]:
-    """Split ``"kind:name"`` and check both parts.
-
-    >>> parse_key_source("airflow-variable:pii_key")
-    ('airflow-variable', 'pii_key')
-    """
-    if not isinstance(source, str) or ":" not in source:
-        raise ValueError(
-            f"key source must be 'env:NAME', 'airflow-variable:NAME' or 'airflow-connection:CONN_ID', got {source!r}"
-        )
-    kind, _, name = source.partition(":")
-    if kind not in KEY_SOURCE_KINDS or not name.strip() or name != name.strip():
-        raise ValueError(
-            f"key source must be 'env:NAME', 'airflow-variable:NAME' or 'airflow-connection:CONN_ID', got {source!r}"
-        )
-    return kind, name
-
-
-def _airflow_variable(name: str, source: str) -> str:
-    try:
-        from airflow.sdk import Variable
-    except ImportError:
-        return _from_env(f"AIRFLOW_VAR_{name.upper()}", source)
-    try:
-        value = Variable.get(name)
-    except Exception as error:  # Airflow raises its own not-found types, which vary by version
-        raise ValueError(
-            f"encryption key source {source!r}: Airflow Variable {name!r} cannot be read ({type(error).__name__})"
-        ) from None
-    return value
-
-
-def _airflow_connection_password(conn_id: str, source: str) -> str:
-    try:
-        from airflow.sdk import Connection
-    except ImportError:
-        return _password_from_connection_text(_from_env(f"AIRFLOW_CONN_{conn_id.upper()}", source), source)
-    try:
-        connection = Connection.get(conn_id)
-    except Exception as error:
-        raise ValueError(
-            f"encryption key source {source!r}: Airflow Connection {conn_id!r} cannot be read ({type(error).__name__})"
-        ) from None
-    if not connection.password:
-        raise ValueError(f"encryption key source {source!r}: Airflow Connection {conn_id!r} has no password")
-    return connection.password
-
-
-def _from_env(variable: str, source: str) -> str:
-    value = os.environ.get(variable)
-    if not value:
-        raise ValueError(
-            f"encryption key source {source!r}: Airflow is not installed and the environment variable "
-            f"{variable} is not set or empty"
-        )
-    return value
-
-
-def _password_from_connection_text(text: str, source: str) -> str:
-    if text.lstrip().startswith("{"):
-        try:
-            password = json.loads(text).get("password")
-        except (ValueError, AttributeError):
-            password = None
-    else:
-        try:
-            password = urlsplit(text).password
-        except ValueError:
-            password = None
-        password = None if password is None else unquote(password)
-    if not password:
-        raise ValueError(f"encryption key source {source!r}: the connection has no password")
-    return password
