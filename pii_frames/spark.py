@@ -2,14 +2,16 @@
 
 Install with ``pip install "pii_frames[spark]"`` (Spark also needs a Java 17+
 runtime: ``apt-get install openjdk-17-jre-headless`` on Debian/Ubuntu, or any
-JDK on ``JAVA_HOME``). Example::
+JDK on ``JAVA_HOME``). On a cluster::
 
-    >>> import pii_frames.spark as pii_spark
-    >>> df = spark.read.parquet("s3://bucket/tickets/")            # doctest: +SKIP
-    >>> df.select("id", pii_spark.redact_col("body"), pii_spark.spans_col("body"))  # doctest: +SKIP
-    >>> pii_spark.redact(df, ["body", "subject"], spans=True).write.parquet("s3://bucket/clean/")  # doctest: +SKIP
-    >>> pii_spark.register(spark)                                    # doctest: +SKIP
-    >>> spark.sql("SELECT id, pii_redact(body) AS body FROM tickets")  # doctest: +SKIP
+    import pii_frames.spark as pii_spark
+    df = spark.read.parquet("s3://bucket/tickets/")
+    df.select("id", pii_spark.redact_col("body"), pii_spark.spans_col("body"))
+    pii_spark.redact(df, ["body", "subject"], spans=True).write.parquet("s3://bucket/clean/")
+    pii_spark.register(spark)
+    spark.sql("SELECT id, pii_redact(body) AS body FROM tickets")
+
+(docs/distributed.md: model files, GPUs, memory per worker, submitting from Airflow.)
 
 How it runs:
 
@@ -191,7 +193,9 @@ def redact_col(column: str | Column, *, model: Any = None, policy: Any = None, *
     only). Other keywords (``on_error``, ``output_mode``, ``device``, ...) as
     in :func:`pii_frames.arrow.detect_array`.
 
-    >>> df.select("id", redact_col("body")).show()  # doctest: +SKIP
+    >>> df = spark.createDataFrame([(1, "Reply to ann@example.com"), (2, None)], "id long, body string")
+    >>> df.select("id", redact_col("body", model="default")).collect()
+    [Row(id=1, body='Reply to <PRIVATE_EMAIL>'), Row(id=2, body=None)]
     """
     return _column_function(column, "redacted_text", "", model, policy, options, "pii_frames.spark.redact_col")
 
@@ -204,7 +208,10 @@ def spans_col(column: str | Column, *, model: Any = None, policy: Any = None, **
     ``with_text=True`` appends the raw ``text`` (raw PII: inspection only).
     Explode with ``F.explode`` and ``col("span.*")``.
 
-    >>> df.select(F.explode(spans_col("body")).alias("span")).select("span.*")  # doctest: +SKIP
+    >>> df = spark.createDataFrame([("Reply to ann@example.com",)], "body string")
+    >>> df.select(F.explode(spans_col("body", model="default")).alias("span")).select("span.label", "span.start",
+    ...                                                                                 "span.end").collect()
+    [Row(label='private_email', start=9, end=24)]
     """
     return _column_function(column, "spans", SPANS_SUFFIX, model, policy, options, "pii_frames.spark.spans_col")
 
@@ -212,7 +219,9 @@ def spans_col(column: str | Column, *, model: Any = None, policy: Any = None, **
 def category_col(column: str | Column, *, model: Any = None, **options: Any) -> Column:
     """Document category of ``column`` (string, null without a document head), named ``<column>_pii_category``.
 
-    >>> df.select(category_col("body"))  # doctest: +SKIP
+    >>> df = spark.createDataFrame([("Reply to ann@example.com",)], "body string")
+    >>> df.select(category_col("body", model="default")).schema.simpleString()
+    'struct<body_pii_category:string>'
     """
     return _column_function(column, "category", CATEGORY_SUFFIX, model, None, options,
                             "pii_frames.spark.category_col")
@@ -224,7 +233,9 @@ def detect_col(column: str | Column, *, model: Any = None, policy: Any = None, *
     On Spark 3.5 (pandas UDFs) a NULL input gives a struct of NULL fields
     rather than a NULL struct: pandas cannot return a missing struct.
 
-    >>> df.select(detect_col("body").alias("pii")).select("pii.*")  # doctest: +SKIP
+    >>> df = spark.createDataFrame([("Reply to ann@example.com",)], "body string")
+    >>> df.select(detect_col("body", model="default").alias("pii")).select("pii.redacted_text").first()[0]
+    'Reply to <PRIVATE_EMAIL>'
     """
     return _column_function(column, None, DETECT_SUFFIX, model, policy, options, "pii_frames.spark.detect_col")
 
@@ -303,7 +314,11 @@ def redact(
     single-file input may be one partition, so ``df.repartition(n)`` it first
     to use ``n`` cores.
 
-    >>> pii_spark.redact(df, ["body"], spans=True).write.parquet("clean/")  # doctest: +SKIP
+    >>> df = spark.createDataFrame([(1, "Reply to ann@example.com")], "id long, body string")
+    >>> redact(df, ["body"], model="default", spans=True).columns
+    ['id', 'body', 'body_pii_spans']
+    >>> redact(df, ["body"], model="default").first()
+    Row(id=1, body='Reply to <PRIVATE_EMAIL>')
     """
     where = "pii_frames.spark.redact"
     if not isinstance(df, DataFrame):
@@ -339,8 +354,10 @@ def register(spark: SparkSession, model: Any = None, *, with_text: bool = False,
     for a published table). Options as in :func:`redact_col`; the model loads
     on the executors at the first query. Returns the registered names.
 
-    >>> pii_spark.register(spark)  # doctest: +SKIP
+    >>> register(spark, model="default")
     ['pii_redact', 'pii_spans', 'pii_spans_with_text', 'pii_category', 'pii_detect']
+    >>> spark.sql("SELECT pii_redact('Reply to ann@example.com') AS body, pii_redact(NULL) AS nothing").first()
+    Row(body='Reply to <PRIVATE_EMAIL>', nothing=None)
     """
     shipped = worker_options(model, policy, options, where="pii_frames.spark.register")
     for sql_name, field in FUNCTION_NAMES.items():
