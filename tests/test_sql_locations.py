@@ -36,7 +36,7 @@ def server():
     try:
         yield pg
     finally:
-        sql_io._ENGINES.clear()
+        sql_io.location._ENGINES.clear()
         pg.stop()
 
 
