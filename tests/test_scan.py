@@ -26,7 +26,8 @@ from pii_frames.engine.schema import DETECT_TYPE
 from pii_frames.discovery import VERDICT_CLEAN, VERDICT_PII, VERDICT_SKIPPED, ScanError, ScanReport
 from pii_frames.discovery import scan as scan_module
 from pii_frames.discovery.scan import PLACEHOLDER_RE, analyze_column
-from pii_frames.discovery.sources import open_source, sample_indices
+from pii_frames.discovery.plans import sample_indices
+from pii_frames.discovery.sources import open_source
 
 FIRST = ["Maria", "John", "Anna", "Peter", "Sofia", "David", "Laura", "James", "Emma", "Lucas", "Olivia", "Daniel",
          "Sarah", "Thomas", "Julia", "Michael", "Elena", "Robert", "Clara", "Martin"]
@@ -385,7 +386,7 @@ def test_sample_is_random_reproducible_and_reads_only_sampled_row_groups(tmp_pat
     indices = sample_indices(rows, 10, seed=0)
     assert len(set(indices.tolist())) == 10 and indices.max() > rows // 2 and indices.tolist() != list(range(10))
     read: list[int] = []
-    from pii_frames.discovery import sources
+    from pii_frames.discovery import files as sources
 
     original = sources._take_from_row_group
 

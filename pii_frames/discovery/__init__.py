@@ -6,12 +6,16 @@
 ScanReport(5 tables, 30 columns: 9 pii, 11 skipped)
 
 :func:`scan` (also ``pii_frames.scan(...)``) returns a :class:`ScanReport`;
-inputs are read by :mod:`pii_frames.discovery.sources`, the verdict rule is
-documented in :mod:`pii_frames.discovery.scan`.
+inputs are opened by :mod:`pii_frames.discovery.sources` (what a table to scan
+is and how it is sampled: :mod:`~pii_frames.discovery.plans`; the readers:
+:mod:`~pii_frames.discovery.frames`, :mod:`~pii_frames.discovery.databases`,
+:mod:`~pii_frames.discovery.files`), the verdict rule is documented in
+:mod:`pii_frames.discovery.scan`.
 """
 
 from __future__ import annotations
 
+from pii_frames.discovery.plans import ScanError
 from pii_frames.discovery.report import (
     VERDICT_CLEAN,
     VERDICT_PII,
@@ -21,7 +25,6 @@ from pii_frames.discovery.report import (
     ScanReport,
 )
 from pii_frames.discovery.scan import DEFAULT_MIN_SCORE, DEFAULT_MIN_SHARE, DEFAULT_SAMPLE_ROWS, scan
-from pii_frames.discovery.sources import ScanError
 
 __all__ = [
     "scan",

@@ -42,6 +42,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pii_frames.discovery.plans import ColumnInfo, ScanError, TablePlan
 from pii_frames.discovery.report import (
     VERDICT_CLEAN,
     VERDICT_PII,
@@ -50,7 +51,7 @@ from pii_frames.discovery.report import (
     LabelStats,
     ScanReport,
 )
-from pii_frames.discovery.sources import ColumnInfo, ScanError, TablePlan, open_source
+from pii_frames.discovery.sources import open_source
 
 __all__ = [
     "scan",
@@ -114,7 +115,7 @@ def scan(
     Other keywords (``device``, ``dtype``...) go to :func:`pii_frames.load`;
     the model is loaded only when a column needs it.
 
-    Raises :class:`~pii_frames.discovery.sources.ScanError` when the input is
+    Raises :class:`~pii_frames.discovery.plans.ScanError` when the input is
     missing or unreadable, when ``columns`` names an unknown column, and when
     no column holds text.
 
