@@ -415,19 +415,17 @@ class Detector:
         texts = list(unique)
         analyses = self._analyze(texts, settings, progress)
 
+        built = [analysis if isinstance(analysis, Exception)
+                 else self._build(value, analysis, policy, output_mode, recognizers, build_result)
+                 for value, analysis in zip(texts, analyses)]
+        if self.options.rescan and not self.opf_compatible:
+            self._rescan(built, analyses, call, settings, recognizers)
+
         out: list = [None] * len(values)
-        built: dict[int, object] = {}
         for row, value in enumerate(values):
             if value is None or row in errors:
                 continue
-            slot = unique[value]
-            if slot not in built:
-                analysis = analyses[slot]
-                if isinstance(analysis, Exception):
-                    built[slot] = analysis
-                else:
-                    built[slot] = self._build(value, analysis, policy, output_mode, recognizers, build_result)
-            result = built[slot]
+            result = built[unique[value]]
             if isinstance(result, Exception):
                 errors[row] = RowError(row, result, column)
             else:
@@ -444,22 +442,33 @@ class Detector:
             return policy.recognizers
         return self.recognizers
 
-    def _build(self, value: str, analysis: Analysis, policy, output_mode: str, recognizers, build_result):
-        """The RedactionResult of one unique text, or the exception that stopped it."""
-        text, warning = analysis.text, None
+    @staticmethod
+    def _text_of(value: str, analysis: Analysis) -> tuple[str, str | None]:
+        """The text the spans index, and the warning that goes with it."""
         if analysis.mismatch and _keeps_input_outside_spans(value, analysis.text):
             # Lone surrogates (tiktoken reads each as U+FFFD, one code point for one): offsets are the
             # input's, so the result keeps the input's code points and text[start:end] == span.text holds.
-            text, warning = value, SURROGATE_WARNING
-        try:
-            spans = list(analysis.spans)
-            if recognizers is not None:
-                from pii_frames.recognizers import merge_spans
+            return value, SURROGATE_WARNING
+        return analysis.text, None
 
-                spans = merge_spans(spans, recognizers.find(text), text)
+    @staticmethod
+    def _spans_of(text: str, analysis: Analysis, recognizers) -> list:
+        """The model's spans of ``text`` merged with the recognizers' (the one merge rule)."""
+        spans = list(analysis.spans)
+        if recognizers is not None:
+            from pii_frames.recognizers import merge_spans
+
+            spans = merge_spans(spans, recognizers.find(text), text)
+        return spans
+
+    def _build(self, value: str, analysis: Analysis, policy, output_mode: str, recognizers, build_result,
+               extra_spans: Sequence = ()):
+        """The RedactionResult of one unique text, or the exception that stopped it."""
+        text, warning = self._text_of(value, analysis)
+        try:
             return build_result(
                 text,
-                spans,
+                [*self._spans_of(text, analysis, recognizers), *extra_spans],
                 policy=policy,
                 output_mode=output_mode,
                 category=analysis.category,
@@ -470,6 +479,37 @@ class Detector:
             )
         except Exception as exc:
             return exc
+
+    def _rescan(self, built: list, analyses: list, call: DetectOptions, settings: _DecodeSettings,
+                recognizers) -> None:
+        """Redact, in place in ``built``, what reading each redacted text again finds (see engine.rescan)."""
+        from pii_frames.engine.rescan import MAX_ROUNDS, pieces_of, to_original
+        from pii_frames.redaction.apply import build_result
+
+        extra: dict[int, list] = {}
+        pending = [slot for slot, result in enumerate(built)
+                   if not isinstance(result, Exception) and result.detected_spans and not analyses[slot].mismatch]
+        for _ in range(MAX_ROUNDS):
+            if not pending:
+                return
+            views = self._analyze([built[slot].redacted_text for slot in pending], settings, call.progress)
+            changed = []
+            for slot, view in zip(pending, views):
+                current = built[slot]
+                if isinstance(view, Exception):
+                    continue  # this row keeps what the earlier rounds found
+                # Typed, so the labels of what is found survive output_mode="redacted".
+                second = self._build(current.redacted_text, view, call.policy, "typed", recognizers, build_result)
+                if isinstance(second, Exception) or not second.detected_spans:
+                    continue
+                found = to_original(second.detected_spans, pieces_of(current.text, current.detected_spans))
+                extra.setdefault(slot, []).extend(found)
+                rebuilt = self._build(current.text, analyses[slot], call.policy, call.output_mode, recognizers,
+                                      build_result, extra[slot])
+                if not isinstance(rebuilt, Exception) and rebuilt.redacted_text != current.redacted_text:
+                    built[slot] = rebuilt
+                    changed.append(slot)
+            pending = changed
 
     # ---------------------------------------------------------- public API
     def token_logprobs(self, text: str) -> tuple[list[int], np.ndarray]:

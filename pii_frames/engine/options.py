@@ -44,6 +44,9 @@ class DetectOptions:
             recognizers.
         recognizers: ``"builtin"``, a RecognizerSet, its config, a policy file path, or None.
         with_text: span structs carry the raw matched ``text`` (raw PII: inspection only).
+        rescan: read each redacted text again as its redacted form reads, and redact what that
+            finds too, until nothing new (:mod:`pii_frames.engine.rescan`); off with
+            ``opf_compatible``.
 
     Example:
         >>> options = DetectOptions(output_mode="redacted", policy={"operator": "mask"})
@@ -71,6 +74,7 @@ class DetectOptions:
     opf_compatible: bool = False
     recognizers: Any = "builtin"
     with_text: bool = False
+    rescan: bool = True
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "decode_mode": get_args(DecodeMode),
@@ -102,7 +106,7 @@ class DetectOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        for name in ("trim_whitespace", "discard_overlapping", "opf_compatible", "with_text"):
+        for name in ("trim_whitespace", "discard_overlapping", "opf_compatible", "with_text", "rescan"):
             set_(self, name, bool(getattr(self, name)))
         set_(self, "recognizers", resolve_recognizers(self.recognizers))
 
