@@ -65,6 +65,9 @@ def model_options() -> argparse.ArgumentParser:
     group.add_argument("--no-recognizers", dest="recognizers", action="store_false", default=None,
                        help="the model's own spans only: no validated patterns (cards, IBANs, IDs, phones, "
                        "secrets) beside it; a --policy file's \"recognizers\" entry replaces the built-ins")
+    group.add_argument("--no-rescan", dest="rescan", action="store_false", default=None,
+                       help="one pass only: do not read redacted texts again for what their redacted form "
+                       "reveals (a second run over the output may then still find names)")
     parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parent
 
@@ -93,6 +96,8 @@ def load_detector(args: argparse.Namespace, **options: Any):
         kwargs["opf_compatible"] = True
     if getattr(args, "recognizers", None) is False:
         kwargs["recognizers"] = None
+    if getattr(args, "rescan", None) is False:
+        kwargs["rescan"] = False
     if getattr(args, "device", None):
         kwargs["device"] = args.device
     if getattr(args, "dtype", None):
