@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from pii_frames.model import load_model, run_sequences
+
 from checkpoint_factory import (
     convert_hf_to_opf,
     hf_reference_outputs,
     load_hf_reference,
     make_hf_checkpoint,
 )
-from pii_frames.model import load_model, run_sequences
 
 pytest.importorskip("transformers")
 
@@ -73,11 +74,12 @@ def test_unpadded_sequences_match_transformers(checkpoint):
 
 
 @pytest.mark.parametrize("weight_dtype", ["float32", "float16"])
-def test_expert_activation_schedules_agree(checkpoint, monkeypatch, weight_dtype):
+def test_expert_activation_schedules_agree(checkpoint, weight_dtype):
     # Small inputs run the SwiGLU once per group of experts (groups side by side with several threads),
     # each group in one TorchScript call or as a Python loop; large ones per expert slab: the same values
     # in every schedule.
-    from pii_frames.model import expert_groups, moe
+    from pii_frames.model.backend import use_backend
+    from pii_frames.model.cpu import CpuBackend, CpuSchedule
 
     hf_dir, _, reference = checkpoint
     model = load_model(hf_dir, weight_dtype=weight_dtype)
@@ -89,9 +91,9 @@ def test_expert_activation_schedules_agree(checkpoint, monkeypatch, weight_dtype
                 (none, none, 1, False), (big, none, 1, False), (big, none, 2, False), (big, none, 3, False),
                 (none, none, 1, True), (none, none, 2, True), (big, none, 1, True), (big, none, 2, True),
                 (big, none, 3, True), (none, big, 1, True), (none, big, 2, True)):
-            monkeypatch.setattr(moe, "_SMALL_INPUT_MAX_ROWS", limit)
-            monkeypatch.setattr(moe, "_GROUP_MAX_ROWS_PER_EXPERT", per_expert)
-            monkeypatch.setattr(expert_groups, "enabled", scripted)
+            schedule = CpuSchedule(small_input_max_rows=limit, group_max_rows_per_expert=per_expert,
+                                   scripted=scripted)
+            use_backend(model, CpuBackend(model.weight_dtype, schedule=schedule))
             torch.set_num_threads(threads)
             try:
                 with torch.inference_mode():
@@ -225,49 +227,78 @@ def test_cuda_bf16_and_fp32_agree_with_cpu(tmp_path):
     assert outputs[0].logprobs.shape == (300, 33)
 
 
-@pytest.mark.parametrize("kind", ["onednn_fp32", "fbgemm_fp16"])
-def test_scripted_expert_groups_compile_and_match_the_python_loop(kind):
+def _random_experts(count=6, hidden=8, inter=5, gen=None):
+    gen = gen or torch.Generator().manual_seed(0)
+    return (torch.randn(count, hidden, 2 * inter, generator=gen), torch.randn(count, 2 * inter, generator=gen),
+            torch.randn(count, inter, hidden, generator=gen), torch.randn(count, hidden, generator=gen))
+
+
+@pytest.mark.parametrize("mode", ["float32", "float16"])
+def test_scripted_expert_groups_compile_and_match_the_python_loop(mode):
     # Where TorchScript and the kernels exist (the torch this project pins), the scripted group must be used:
     # a silent fall back to the Python loop would cost ~40% of small-input speed.
-    from pii_frames.model import expert_groups, kernels
-    from pii_frames.model.moe import run_expert_slabs
+    from pii_frames.model.cpu import run_expert_slabs
+    from pii_frames.model.cpu_experts import prepare_experts, probe_kernels, scripted_group
 
-    if kind == "onednn_fp32" and not kernels.onednn_available():
+    if mode == "float32" and not probe_kernels().onednn:
         pytest.skip("no oneDNN on this CPU")
-    if kind == "fbgemm_fp16" and not kernels.fbgemm_fp16_available():
+    if mode == "float16" and not probe_kernels().fbgemm_fp16:
         pytest.skip("no fbgemm on this CPU")
     gen = torch.Generator().manual_seed(0)
-    w1, b1 = torch.randn(6, 8, 10, generator=gen), torch.randn(6, 10, generator=gen)
-    w2, b2 = torch.randn(6, 5, 8, generator=gen), torch.randn(6, 8, generator=gen)
-    if kind == "onednn_fp32":
-        weights = (w1, b1, w2, b2)
-        first = lambda e, rows: kernels.linear(rows, w1[e].T, b1[e])  # noqa: E731
-        second = lambda e, act: kernels.linear(act, w2[e].T, b2[e])  # noqa: E731
-    else:
-        packs = ([kernels.pack_fp16(w1[e].T, b1[e]) for e in range(6)],
-                 [kernels.pack_fp16(w2[e].T, b2[e]) for e in range(6)])
-        weights = packs
-        first = lambda e, rows: kernels.linear_fp16(rows, packs[0][e])  # noqa: E731
-        second = lambda e, act: kernels.linear_fp16(act, packs[1][e])  # noqa: E731
+    experts = prepare_experts(*_random_experts(gen=gen), mode)
+    group = scripted_group(experts.kind)
+    assert group is not None, "torch.jit.script failed to compile the expert group"
     ends = torch.tensor([2, 2, 5, 6, 6, 9])  # experts 1 and 4 get no rows
     x_sorted = torch.randn(9, 8, generator=gen)
-    run = expert_groups.group_runner(kind, *weights, limit=7.0, alpha=1.702)
-    assert run is not None, "torch.jit.script failed to compile the expert group"
     with torch.inference_mode():
-        python_loop = run_expert_slabs(x_sorted, ends, first, second, 7.0, 1.702)
+        python_loop = run_expert_slabs(x_sorted, ends, experts, 7.0, 1.702)
         for per_slab in (False, True):
-            scripted = run(x_sorted, [0, 2, 3, 5], [0, 2, 5, 6], [2, 5, 6, 9], per_slab)
-            assert scripted is not None and scripted.shape == (9, 8)
+            scripted = group(x_sorted, [0, 2, 3, 5], [0, 2, 5, 6], [2, 5, 6, 9], per_slab, *experts.weights,
+                             7.0, 1.702)
+            assert scripted.shape == (9, 8)
             assert torch.equal(scripted, python_loop), per_slab
 
 
-def test_scripted_expert_group_failure_falls_back_to_the_python_loop(monkeypatch):
-    from pii_frames.model import expert_groups
+def test_packed_fp32_experts_equal_the_strided_gemm_bit_for_bit():
+    # Pre-packing the experts for oneDNN changes where the weights live, not one bit of the result.
+    import dataclasses
+
+    from pii_frames.model.cpu import run_expert_slabs
+    from pii_frames.model.cpu_experts import prepare_experts, probe_kernels
+
+    kernels = probe_kernels()
+    if not kernels.onednn_packed:
+        pytest.skip("no oneDNN weight packing on this CPU")
+    weights = _random_experts(count=4, hidden=64, inter=48)
+    packed = prepare_experts(*weights, "float32", kernels)
+    strided = prepare_experts(*weights, "float32", dataclasses.replace(kernels, onednn_packed=False))
+    assert packed.packed and not strided.packed
+    for rows in (1, 3, 17, 64, 300):
+        x_sorted = torch.randn(rows * 4, 64, generator=torch.Generator().manual_seed(rows))
+        ends = torch.arange(1, 5) * rows
+        with torch.inference_mode():
+            assert torch.equal(run_expert_slabs(x_sorted, ends, packed, 7.0, 1.702),
+                               run_expert_slabs(x_sorted, ends, strided, 7.0, 1.702)), rows
+    for ours, original in zip(packed.dequantized(), weights):
+        assert torch.equal(ours, original)
+
+
+def test_scripted_expert_group_that_fails_here_leaves_the_python_loop(monkeypatch):
+    from pii_frames.model import cpu_experts, expert_groups
+    from pii_frames.model.cpu import CpuBackend, run_expert_slabs
 
     def broken(*args):
         raise RuntimeError("no kernel for this CPU")
 
-    monkeypatch.setitem(expert_groups._compiled, "onednn_fp32", broken)
-    run = expert_groups.group_runner("onednn_fp32", limit=7.0, alpha=1.702)
-    assert run(torch.ones(1, 2), [0], [0], [1], False) is None
-    assert expert_groups.group_runner("onednn_fp32", limit=7.0, alpha=1.702) is None  # not retried
+    monkeypatch.setattr(expert_groups, "script", lambda kind: broken)
+    cpu_experts.scripted_group.cache_clear()
+    try:
+        backend = CpuBackend()
+        assert backend.groups == {"onednn": None, "fbgemm_fp16": None}  # tried once, when the backend is built
+        experts = cpu_experts.prepare_experts(*_random_experts(), "float32")
+        with torch.inference_mode():
+            out = run_expert_slabs(torch.ones(9, 8), torch.tensor([2, 2, 5, 6, 6, 9]), experts, 7.0, 1.702,
+                                   group=backend.groups.get(experts.kind))
+        assert out.shape == (9, 8) and bool(torch.isfinite(out).all())
+    finally:
+        cpu_experts.scripted_group.cache_clear()

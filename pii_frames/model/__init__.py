@@ -16,8 +16,8 @@ _LAZY = {
     "save_opf_checkpoint": "checkpoint",
     "ModelConfig": "config",
     "read_config": "config",
-    "EncoderOutput": "encoder",
-    "PrivacyFilterModel": "encoder",
+    "EncoderOutput": "reference",
+    "PrivacyFilterModel": "reference",
     "SequenceOutput": "runner",
     "run_sequences": "runner",
 }

@@ -20,8 +20,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .backend import select_backend
 from .config import CheckpointError, ModelConfig, read_config
-from .encoder import PrivacyFilterModel
+from .reference import PrivacyFilterModel
 
 __all__ = ["CheckpointError", "load_model", "model_from_tensors", "save_opf_checkpoint", "resolve_weight_dtype"]
 
@@ -207,7 +208,7 @@ def _target_dtype(name: str, mode: str, device: torch.device) -> torch.dtype:
         return torch.float32
     if device.type == "cpu":
         # Reduced CPU modes store only the bulk in low precision: the experts (converted
-        # by pii_frames.model.quant after loading) and the embedding table, which is only
+        # by the CPU backend as each layer loads) and the embedding table, which is only
         # gathered. Dense projections stay fp32 because CPU bf16 matmuls are slow.
         if name == "embedding.weight":
             return getattr(torch, mode)
@@ -264,12 +265,14 @@ def load_model(
 
     ``weight_dtype``: ``None`` (fp32 on CPU, bf16 on CUDA), ``"fp32"``, ``"bf16"``
     or ``"fp16"``. On CPU the reduced modes store the experts and the embedding
-    table in that dtype and keep fp32 compute (see :mod:`pii_frames.model.quant`);
+    table in that dtype and keep fp32 compute (see :mod:`pii_frames.model.cpu_experts`);
     on CUDA they are the weight dtype of every projection, with fp32 norms,
     router, softmax and accumulation. A multitask document head is loaded
     from ``doc_head.pt`` + ``multitask_config.json`` or from ``doc_head.*``
-    tensors + ``doc_class_names`` in config.json. Parameters are frozen
-    (``requires_grad=False``); call ``model.requires_grad_(True)`` to fine-tune.
+    tensors + ``doc_class_names`` in config.json. The model's ``backend`` (its
+    CPU or CUDA kernels, :mod:`pii_frames.model.backend`) is chosen here, once.
+    Parameters are frozen (``requires_grad=False``); ``model.requires_grad_(True)``
+    makes them trainable (and switches to the reference ops).
 
     >>> from pii_frames.engine.loading import EMBEDDED_MODEL_DIR
     >>> model = load_model(EMBEDDED_MODEL_DIR)
@@ -342,8 +345,7 @@ def _build(checkpoint_dir: Path | None, config: ModelConfig, source, device: tor
             "incomplete or its config.json does not match the weights"
         )
 
-    from .quant import quantize_moe_  # local import: quant depends on the model modules
-
+    backend = select_backend(device, mode)
     for target, (names, transform) in recipes.items():
         expected = _expected_shape(model, target)
         tensors = [source.load(n) for n in names]
@@ -360,12 +362,8 @@ def _build(checkpoint_dir: Path | None, config: ModelConfig, source, device: tor
         del tensors
         _install(model, target, tensor)
         del tensor
-        if target.endswith("mlp.out_bias"):  # the layer's last expert tensor
-            moe = model.block[int(target.split(".")[1])].mlp
-            if device.type == "cpu" and mode != "float32":
-                quantize_moe_(moe, mode)
-            elif device.type == "cuda":
-                moe.use_linear_layout_()
+        if target.endswith("mlp.out_bias"):  # the layer's last expert tensor: prepare it before the next loads
+            backend.prepare_moe(model.block[int(target.split(".")[1])].mlp)
 
     if binga_head is not None:
         for target, tensor in binga_head.items():
@@ -386,6 +384,7 @@ def _build(checkpoint_dir: Path | None, config: ModelConfig, source, device: tor
     if leftover:
         raise CheckpointError(f"{checkpoint_dir}: no weights for {leftover[:5]}; the checkpoint is incomplete")
     model.weight_dtype = mode
+    model.backend = backend
     model.eval()
     return model
 
@@ -416,8 +415,6 @@ def save_opf_checkpoint(
     store_dtype = getattr(torch, dtype_name)
     config = model.config
 
-    from .quant import dequantized_expert_weights
-
     tensors: dict[str, torch.Tensor] = {}
 
     def put(name: str, tensor: torch.Tensor, dtype: torch.dtype = store_dtype) -> None:
@@ -435,7 +432,7 @@ def save_opf_checkpoint(
         put(f"{p}.mlp.norm.scale", block.mlp.norm.scale, torch.float32)
         put(f"{p}.mlp.gate.weight", block.mlp.gate.weight)
         put(f"{p}.mlp.gate.bias", block.mlp.gate.bias)
-        w1, b1, w2, b2 = dequantized_expert_weights(block.mlp)
+        w1, b1, w2, b2 = block.mlp.expert_weights()
         put(f"{p}.mlp.swiglu.weight", w1)
         put(f"{p}.mlp.swiglu.bias", b1)
         put(f"{p}.mlp.out.weight", w2)

@@ -6,31 +6,28 @@ parsing on top of 30-50 us of work, and when expert groups run side by side on
 two threads every call also takes the GIL back, so the threads queue on it. A
 scripted function runs a whole group's loop in the TorchScript interpreter:
 the same kernels in the same order, dispatched from C++ with the GIL released
-for the whole group. Measured at 1 x 64 tokens, one MoE layer (~110 experts
-hit), 2 threads: fp16 weights 7.2 -> 4.2 ms, fp32 11.7 -> 10.1 ms; 1 thread:
-fp16 11.0 -> 7.8 ms, fp32 21.4 -> 16.3 ms.
+for the whole group (measurements: benchmarks/README.md, "Sorted MoE").
 
-``torch.jit.script`` is deprecated in recent torch but still compiles in 2.13.
-Where it is missing, fails to compile (e.g. no fbgemm for the fp16 group) or
-fails at run time, :func:`group_runner` returns None or the call returns None,
-and :func:`pii_frames.model.moe.run_expert_slabs` runs its Python loop, which
-calls the same kernels in the same order: the values are identical either way.
+Each kind takes the per-expert weights the way :mod:`pii_frames.model.cpu_experts`
+prepares them. ``torch.jit.script`` is deprecated in recent torch but still
+compiles in 2.13; :func:`script` returns None where it does not, and the
+backend then runs the same kernels from Python in the same order (identical
+values).
 """
 
-import threading
+import functools
 import warnings
-from typing import Callable
 
 import torch
 
-__all__ = ["group_runner", "clamped_swiglu_inplace"]
+__all__ = ["KINDS", "clamped_swiglu_inplace", "script"]
 
 # ``Scalar?[]`` of mkldnn::_linear_pointwise is ``List[Optional[number]]`` in TorchScript.
 _NoScalars = list[int | float | complex | None]
 
 
 def clamped_swiglu_inplace(z: torch.Tensor, limit: float, alpha: float) -> torch.Tensor:
-    """``moe.clamped_swiglu(z, limit, alpha, inplace=True)``, written here so the scripted groups compile it.
+    """:func:`pii_frames.model.reference.clamped_swiglu` overwriting ``z`` (bit-identical), scriptable.
 
     >>> clamped_swiglu_inplace(torch.tensor([[0.0, 10.0, 1.0, -10.0]]), 7.0, 1.702).round().tolist()
     [[0.0, -42.0]]
@@ -41,28 +38,28 @@ def clamped_swiglu_inplace(z: torch.Tensor, limit: float, alpha: float) -> torch
     return torch.mul(gate, alpha).sigmoid_().mul_(gate).mul_(up)
 
 
-def _onednn_fp32_group(x: torch.Tensor, experts: list[int], starts: list[int], ends: list[int],
-                       per_slab: bool, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-                       limit: float, alpha: float) -> torch.Tensor:
+def _onednn_group(x: torch.Tensor, experts: list[int], starts: list[int], ends: list[int], per_slab: bool,
+                  w1: list[torch.Tensor], b1: torch.Tensor, w2: list[torch.Tensor], b2: torch.Tensor,
+                  limit: float, alpha: float) -> torch.Tensor:
     no_scalars: _NoScalars = []
     out = []
     if per_slab:
         for i in range(len(experts)):
             e = experts[i]
-            pre = torch.ops.mkldnn._linear_pointwise(x[starts[i]:ends[i]], w1[e].t(), b1[e], "none", no_scalars, "")
+            pre = torch.ops.mkldnn._linear_pointwise(x[starts[i]:ends[i]], w1[e], b1[e], "none", no_scalars, "")
             act = clamped_swiglu_inplace(pre, limit, alpha)
-            out.append(torch.ops.mkldnn._linear_pointwise(act, w2[e].t(), b2[e], "none", no_scalars, ""))
+            out.append(torch.ops.mkldnn._linear_pointwise(act, w2[e], b2[e], "none", no_scalars, ""))
         return torch.cat(out)
     pres = []
     for i in range(len(experts)):
         e = experts[i]
-        pres.append(torch.ops.mkldnn._linear_pointwise(x[starts[i]:ends[i]], w1[e].t(), b1[e], "none", no_scalars, ""))
+        pres.append(torch.ops.mkldnn._linear_pointwise(x[starts[i]:ends[i]], w1[e], b1[e], "none", no_scalars, ""))
     acts = clamped_swiglu_inplace(torch.cat(pres), limit, alpha)
     offset = starts[0]
     for i in range(len(experts)):
         e = experts[i]
         act = acts[starts[i] - offset:ends[i] - offset]
-        out.append(torch.ops.mkldnn._linear_pointwise(act, w2[e].t(), b2[e], "none", no_scalars, ""))
+        out.append(torch.ops.mkldnn._linear_pointwise(act, w2[e], b2[e], "none", no_scalars, ""))
     return torch.cat(out)
 
 
@@ -88,54 +85,23 @@ def _fbgemm_fp16_group(x: torch.Tensor, experts: list[int], starts: list[int], e
     return torch.cat(out)
 
 
-_SOURCES = {"onednn_fp32": _onednn_fp32_group, "fbgemm_fp16": _fbgemm_fp16_group}
-_compiled: dict = {}
-_compile_lock = threading.Lock()
-# Flipped by tests to check that the Python loop gives the same values.
-enabled = True
+KINDS = {"onednn": _onednn_group, "fbgemm_fp16": _fbgemm_fp16_group}
 
 
-def _scripted(kind: str):
-    with _compile_lock:
-        if kind not in _compiled:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # the deprecation notice of torch.jit.script
-                    _compiled[kind] = torch.jit.script(_SOURCES[kind])
-            except Exception:  # any compile failure means: use the Python loop
-                _compiled[kind] = None
-        return _compiled[kind]
+@functools.cache
+def script(kind: str):
+    """The scripted group function of ``kind`` (see :data:`KINDS`), or None where it does not compile.
 
+    Called as ``fn(x_sorted, experts, starts, ends, per_slab, *weights, limit, alpha)``: the
+    [rows, H] outputs of experts ``experts`` applied to rows ``starts[i]:ends[i]``, the
+    activation once over all pre-activations or (``per_slab``) on each slab while it is in cache.
 
-def group_runner(kind: str, *weights, limit: float, alpha: float) -> Callable | None:
-    """``run(x_sorted, experts, starts, ends, per_slab)`` for run_expert_slabs, or None.
-
-    ``kind`` is ``"onednn_fp32"`` (weights: w1 [E, H, 2I], b1, w2 [E, I, H], b2)
-    or ``"fbgemm_fp16"`` (weights: the two lists of fbgemm fp16 packs). ``run``
-    returns the [rows, H] outputs of experts ``experts`` applied to rows
-    ``starts[i]:ends[i]`` of ``x_sorted``, with the activation once over all
-    pre-activations or (``per_slab``) on each slab while it is in cache, or None
-    when the scripted call failed (the caller then runs its Python loop).
-
-    >>> import torch
-    >>> w1, b1 = torch.ones(1, 2, 4), torch.zeros(1, 4)
-    >>> w2, b2 = torch.ones(1, 2, 2), torch.zeros(1, 2)
-    >>> run = group_runner("onednn_fp32", w1, b1, w2, b2, limit=7.0, alpha=1.702)
-    >>> run is None or run(torch.ones(1, 2), [0], [0], [1], per_slab=False).shape == (1, 2)
+    >>> script("onednn") is None or callable(script("onednn"))
     True
     """
-    if not enabled:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the deprecation notice of torch.jit.script
+            return torch.jit.script(KINDS[kind])
+    except Exception:  # any compile failure means: the Python loop
         return None
-    function = _scripted(kind)
-    if function is None:
-        return None
-
-    def run(x_sorted: torch.Tensor, experts: list, starts: list, ends: list, per_slab: bool) -> torch.Tensor | None:
-        try:
-            return function(x_sorted, experts, starts, ends, per_slab, *weights, limit, alpha)
-        except RuntimeError:
-            with _compile_lock:
-                _compiled[kind] = None  # broken here: the Python loop from now on
-            return None
-
-    return run

@@ -9,17 +9,16 @@ reassembled per sequence in input order.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .encoder import PrivacyFilterModel
-from .kernels import forked_after_multithreaded_work, note_multithreaded_cpu_work, torch_threads
+from .reference import PrivacyFilterModel
+from .threads import default_num_threads, forked_after_multithreaded_work, note_multithreaded_cpu_work, torch_threads
 
-__all__ = ["SequenceOutput", "run_sequences", "plan_batches", "default_num_threads"]
+__all__ = ["SequenceOutput", "run_sequences", "plan_batches"]
 
 
 @dataclass
@@ -62,22 +61,6 @@ def plan_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     return batches
 
 
-def default_num_threads(model: PrivacyFilterModel) -> int | None:
-    """Thread count for CPU batches; None leaves torch's setting alone (e.g. on CUDA).
-
-    On machines with two or fewer cores one thread: two OpenMP threads were over
-    20x slower than one whenever another process kept a core busy, and only
-    1.3-1.5x faster on an idle machine (benchmarks/README.md).
-
-    >>> default_num_threads(model)  # doctest: +SKIP
-    1
-    """
-    if model.device.type != "cpu":
-        return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 1 if cores <= 2 else None
-
-
 def _as_ids(sequence: object, index: int) -> np.ndarray:
     array = np.asarray(sequence)
     if array.ndim != 1:
@@ -100,7 +83,7 @@ def run_sequences(
 
     ``progress`` is called after each batch with the number of real tokens it
     processed (tqdm's ``update`` fits). ``num_threads``: torch CPU threads for
-    the call ("auto": see :func:`default_num_threads`; None keeps the current
+    the call ("auto": see :func:`pii_frames.model.threads.default_num_threads`; None keeps the current
     setting); the global setting is restored afterwards. Document probabilities are
     ``softmax(doc_head(mean of the windows' pooled states weighted by their
     token counts))``.
@@ -124,10 +107,10 @@ def run_sequences(
     device = model.device
     pad_id = model.config.pad_token_id
 
-    threads = default_num_threads(model) if num_threads == "auto" else num_threads
+    threads = default_num_threads(model.device) if num_threads == "auto" else num_threads
     if device.type == "cpu":
         if forked_after_multithreaded_work():
-            threads = 1  # the OpenMP team inherited through fork would hang (kernels.forked_after_multithreaded_work)
+            threads = 1  # the OpenMP team inherited through fork would hang (threads.forked_after_multithreaded_work)
         elif (threads or torch.get_num_threads()) > 1:
             note_multithreaded_cpu_work()
     for batch in plan_batches([w.ids.size for w in windows], token_budget):
