@@ -241,11 +241,12 @@ _FORK_SCRIPT = """
 import multiprocessing, sys
 import torch
 import pii_frames as pii
-from pii_frames.model import kernels
-from pii_frames.model.moe import run_expert_slabs
+from pii_frames.model import threads
+from pii_frames.model.cpu import run_expert_slabs
+from pii_frames.model.cpu_experts import prepare_experts
 
 def child_flag(_):
-    return kernels.forked_after_multithreaded_work()
+    return threads.forked_after_multithreaded_work()
 
 detector = pii.load(sys.argv[1], device="cpu", threads=2)
 with multiprocessing.get_context("fork").Pool(1) as pool:  # forked before any work: keeps its threads
@@ -257,13 +258,12 @@ detector = pii.load(sys.argv[1], device="cpu", threads=2, cache_size=0)  # child
 def child(text):
     return detector.redact(text).redacted_text
 
-weights = torch.randn(4, 8, 16), torch.randn(4, 8, 8)
+experts = prepare_experts(torch.randn(4, 8, 16), torch.zeros(4, 16), torch.randn(4, 8, 8), torch.zeros(4, 8),
+                          "float32")
 
 def experts_side_by_side(_):  # two expert groups: the second runs on the expert thread pool
     torch.set_num_threads(2)
-    return run_expert_slabs(torch.ones(8, 8), torch.tensor([2, 4, 6, 8]),
-                            lambda e, rows: kernels.linear(rows, weights[0][e].T),
-                            lambda e, act: kernels.linear(act, weights[1][e].T), 7.0, 1.702)
+    return run_expert_slabs(torch.ones(8, 8), torch.tensor([2, 4, 6, 8]), experts, 7.0, 1.702, workers=2)
 
 in_parent.append(experts_side_by_side(0).sum().item())
 
