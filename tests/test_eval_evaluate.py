@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 
 from pii_frames.decode.labels import DEFAULT_LABEL_NAMES
-from pii_frames.model.encoder import EncoderOutput
+from pii_frames.model.reference import EncoderOutput
 from pii_frames.text.tokenizer import load_tokenizer
 from pii_frames.train.evaluate import evaluate
 

@@ -228,7 +228,7 @@ class Detector:
 
     @property
     def model(self):
-        """The loaded :class:`~pii_frames.model.encoder.PrivacyFilterModel` (shared by Detectors on it)."""
+        """The loaded :class:`~pii_frames.model.reference.PrivacyFilterModel` (shared by Detectors on it)."""
         return self._shared.model
 
     @property

@@ -94,7 +94,7 @@ def init_compact_model(
     (33, 0)
     """
     from pii_frames.model.config import ModelConfig
-    from pii_frames.model.encoder import PrivacyFilterModel
+    from pii_frames.model.reference import PrivacyFilterModel
 
     names = tuple(label_names) if label_names is not None else DEFAULT_LABEL_SPACE.names
     config = ModelConfig(
@@ -341,7 +341,7 @@ class FinetuneResult:
 def _resolve_base(base, device: torch.device):
     """(model, checkpoint dir or None, description) for ``base``."""
     from pii_frames.model.checkpoint import load_model
-    from pii_frames.model.encoder import PrivacyFilterModel
+    from pii_frames.model.reference import PrivacyFilterModel
 
     if base is None:
         return init_compact_model(), None, "fresh compact model (init_compact_model defaults)"
