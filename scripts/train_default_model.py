@@ -8,8 +8,8 @@ torch/faker versions (CPU). Progress goes to stderr; the figures go to MODEL_CAR
     python scripts/train_default_model.py                      # full recipe (about 25 minutes on one CPU thread)
     python scripts/train_default_model.py --steps 50 --out /tmp/quick --eval-examples 200   # smoke run
 
-Recipe: a fresh privacy-filter-family model (init_compact_model) is trained with pii_frames.train.finetune on
-synthetic documents from the *training* templates of pii_frames.train.synthetic (seven locales, eight document
+Recipe: a fresh privacy-filter-family model (init_compact_model) is trained with pii_frames.training.finetune on
+synthetic documents from the *training* templates of pii_frames.synthetic (seven locales, eight document
 kinds), jointly with a document head over the document kinds, then stored as float16. It is evaluated on
 documents from the *held-out* templates (never seen in training) and on opf's five sample examples.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pii_frames.train.synthetic import KINDS, LOCALES, generate  # noqa: E402
+from pii_frames.synthetic import KINDS, LOCALES, generate  # noqa: E402
 
 DEFAULT_OUT = REPO / "pii_frames" / "assets" / "default_model"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -115,8 +115,9 @@ def main(argv=None) -> int:
     import torch
 
     from pii_frames.engine.loading import clear_model_cache, load
-    from pii_frames.train.evaluate import evaluate
-    from pii_frames.train.finetune import finetune, init_compact_model
+    from pii_frames.evaluation.evaluate import evaluate
+    from pii_frames.training.finetune import finetune
+    from pii_frames.training.models import init_compact_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -406,7 +407,7 @@ document kinds. It is meant for demos, tests and pipelines that must run anywher
 * **Real text**: the {figures['real_ner_windows']:,} windows of real-ner's `train.jsonl` (human-annotated person
   names and regex-checked calendar dates in running text from 8 corpora; read from `../shared/data/real-ner`,
   never copied), each seen {figures['real_repeats']} times. Its `validation.jsonl` is held out for evaluation.
-* **Synthetic documents** ({figures['synthetic_examples']:,}): `pii_frames.train.synthetic.generate(...,
+* **Synthetic documents** ({figures['synthetic_examples']:,}): `pii_frames.synthetic.generate(...,
   templates="train", composed={recipe['composed']}, gaps={recipe['gaps']})`: faker values in {', '.join(LOCALES)}
   inside hand-written templates of {len(KINDS)} document kinds, {recipe['composed']:.0%} of the rest assembled from
   clause frames, fillers and openers with unrelated words and non-personal numbers around the values, and
@@ -425,7 +426,7 @@ document kinds. It is meant for demos, tests and pipelines that must run anywher
 
 Reproduce with `{command}` (deterministic on CPU for the same torch and faker versions).
 
-Both stages use `pii_frames.train.finetune`: fp32 AdamW (weight decay 0.01, gradient clipping 1.0), cosine
+Both stages use `pii_frames.training.finetune`: fp32 AdamW (weight decay 0.01, gradient clipping 1.0), cosine
 decay, n_ctx 256, token cross-entropy + 0.5 × document-kind cross-entropy (synthetic documents only), one pass
 over freshly generated data, stored as float16.
 
@@ -480,7 +481,7 @@ def card_only(args: argparse.Namespace) -> int:
         import torch
 
         from pii_frames.engine.loading import clear_model_cache, load
-        from pii_frames.train.evaluate import evaluate
+        from pii_frames.evaluation.evaluate import evaluate
 
         torch.set_num_threads(args.threads or 1)
         clear_model_cache()

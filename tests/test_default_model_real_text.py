@@ -73,7 +73,7 @@ def test_sample_table_bodies_keep_their_leading_word_and_lose_the_customer(detec
                    "remove this mark with the model that meets it")
 def test_finds_names_in_held_out_real_text(detector):
     # real-ner's validation split is never used for training (scripts/train_default_model.py reads train.jsonl)
-    from pii_frames.train.evaluate import evaluate
+    from pii_frames.evaluation.evaluate import evaluate
 
     report = evaluate(detector, REAL_NER_VALIDATION, progress=False)
     person = report.per_label["private_person"]

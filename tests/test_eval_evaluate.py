@@ -14,7 +14,7 @@ from rich.console import Console
 from pii_frames.decode.labels import DEFAULT_LABEL_NAMES
 from pii_frames.model.reference import EncoderOutput
 from pii_frames.text.tokenizer import load_tokenizer
-from pii_frames.train.evaluate import evaluate
+from pii_frames.evaluation.evaluate import evaluate
 
 TEXT = "Hello, my name is John Smith and my email is john.smith@example.com"
 # o200k ids of TEXT (DESIGN.md test vector) and the labels our fake model gives them.
@@ -182,8 +182,8 @@ def test_overlap_figure_per_source_breakdown_and_confusion(detector):
 def test_cli_eval_prints_sources_and_confusion(detector, tmp_path, monkeypatch, capsys):
     import argparse
 
-    from pii_frames.train import commands
-    from pii_frames.train.synthetic import write_jsonl
+    from pii_frames.cli import training as commands
+    from pii_frames.synthetic import write_jsonl
 
     data = write_jsonl(tmp_path / "sourced.jsonl", SOURCED)
     monkeypatch.setattr("pii_frames.engine.loading.load", lambda *args, **kwargs: detector)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pii_frames.train.metrics import MetricsAccumulator, Span, SpanCounts, f_scores, match_spans
+from pii_frames.evaluation.metrics import MetricsAccumulator, Span, SpanCounts, f_scores, match_spans
 
 LABELS = ["O", "B-x", "I-x", "E-x", "S-x", "B-y", "I-y", "E-y", "S-y"]
 

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from pii_frames.train.data import read_examples
-from pii_frames.train.synthetic import (
+from pii_frames.training.data import read_examples
+from pii_frames.synthetic import (
     KINDS,
     LOCALES,
     SPAN_LABELS,
@@ -174,7 +174,7 @@ def test_same_records_in_every_process():
     import subprocess
     import sys
 
-    code = ("import hashlib, json; from pii_frames.train.synthetic import generate; "
+    code = ("import hashlib, json; from pii_frames.synthetic import generate; "
             "print(hashlib.sha256(json.dumps(generate(300, seed=3, locales=['it_IT', 'de_DE'], composed=0.5))"
             ".encode()).hexdigest())")
     digests = {
@@ -234,7 +234,7 @@ def test_gap_public_text_stays_pii_free_and_heldout_pieces_are_separate():
     assert all(r["spans"] == {} for r in public)
     for kind in KINDS:  # every kind can be drawn from the held-out pieces alone
         assert len(generate(40, seed=4, kinds=[kind], templates="heldout", gaps=1.0)) == 40
-    from pii_frames.train import synthetic
+    from pii_frames.synthetic import gaps as synthetic
 
     for pieces in (synthetic._HEADER_FROM, synthetic._REFERENCE_PERSON, synthetic._SOCIAL, synthetic._BARE_CELLS):
         train, heldout = synthetic._split_items(pieces, "train"), synthetic._split_items(pieces, "heldout")

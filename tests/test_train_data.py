@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pii_frames.train.data import (
+from pii_frames.training.data import (
     DEFAULT_LABEL_SPACE,
     DatasetError,
     GoldSpan,

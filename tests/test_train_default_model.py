@@ -10,7 +10,7 @@ from safetensors import safe_open
 
 import pii_frames
 from pii_frames.model.config import read_config
-from pii_frames.train.synthetic import KINDS
+from pii_frames.synthetic import KINDS
 
 DEFAULT_DIR = Path(pii_frames.__file__).resolve().parent / "assets" / "default_model"
 pytestmark = pytest.mark.skipif(not (DEFAULT_DIR / "model.safetensors").is_file(),
@@ -57,7 +57,7 @@ def test_leaves_plain_text_alone(detector):
 
 def test_finds_the_people_emails_phones_dates_urls_and_secrets_of_the_opf_sample(detector):
     from shared_paths import OPF_SAMPLE
-    from pii_frames.train.evaluate import evaluate
+    from pii_frames.evaluation.evaluate import evaluate
 
     if not OPF_SAMPLE.is_file():
         pytest.skip(f"{OPF_SAMPLE} not found")
@@ -71,8 +71,8 @@ def test_finds_the_people_emails_phones_dates_urls_and_secrets_of_the_opf_sample
 
 def test_generalises_to_held_out_templates(detector):
     # Templates never used in training (the model card's 2,000-document figure is 0.914).
-    from pii_frames.train.evaluate import evaluate
-    from pii_frames.train.synthetic import generate
+    from pii_frames.evaluation.evaluate import evaluate
+    from pii_frames.synthetic import generate
 
     report = evaluate(detector, generate(400, seed=12, templates="heldout"), progress=False)
     assert report.span.f1 >= 0.85, report.span

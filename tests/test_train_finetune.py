@@ -12,9 +12,10 @@ import torch
 import pii_frames
 from pii_frames.engine.loading import clear_model_cache
 from pii_frames.model.checkpoint import load_model, save_opf_checkpoint
-from pii_frames.train import commands
-from pii_frames.train.finetune import finetune, init_compact_model, remap_head
-from pii_frames.train.synthetic import generate
+from pii_frames.cli import training as commands
+from pii_frames.training.finetune import finetune
+from pii_frames.training.models import init_compact_model, remap_head
+from pii_frames.synthetic import generate
 from shared_paths import OPF_EXAMPLES  # noqa: E402
 
 DEMOS = OPF_EXAMPLES
@@ -63,7 +64,7 @@ def test_secret_demo_gives_a_loadable_checkpoint(tiny_base, tmp_path):
 
 
 def _validation_loss(checkpoint: Path, data: Path) -> float:
-    from pii_frames.train.evaluate import evaluate
+    from pii_frames.evaluation.evaluate import evaluate
 
     return evaluate(pii_frames.load(str(checkpoint), device="cpu"), data, decode_mode="argmax", progress=False).loss
 

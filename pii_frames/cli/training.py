@@ -69,7 +69,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``pii-frames eval``; prints a rich table (or JSON) and returns 0."""
     from pii_frames.engine.loading import load
-    from pii_frames.train.evaluate import evaluate
+    from pii_frames.evaluation.evaluate import evaluate
 
     report_path = args.report
     if report_path is not None and report_path.suffix.lower() not in (".html", ".htm", ".png"):
@@ -99,7 +99,7 @@ def run_eval(args: argparse.Namespace) -> int:
         saved = report.save_png(report_path) if report_path.suffix.lower() == ".png" else report.save_html(report_path)
         print(f"report written to {saved}", file=sys.stderr)
     if args.predictions_out is not None:
-        from pii_frames.train.synthetic import write_jsonl
+        from pii_frames.synthetic import write_jsonl
 
         write_jsonl(args.predictions_out, report.predictions)
         print(f"predictions written to {args.predictions_out}", file=sys.stderr)
@@ -149,7 +149,7 @@ _DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``pii-frames train``; prints where the checkpoint went and the best epoch, returns 0."""
-    from pii_frames.train.finetune import finetune
+    from pii_frames.training.finetune import finetune
 
     base = args.base
     if base is None:
@@ -181,7 +181,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``pii-frames synth --n N --out F.jsonl``."""
-    from pii_frames.train.synthetic import KINDS, LOCALES
+    from pii_frames.synthetic import KINDS, LOCALES
 
     parser.description = ("Generate synthetic documents with exact PII spans (opf JSONL format). Held-out "
                           "templates (--templates heldout) never appear in --templates train data.")
@@ -197,7 +197,7 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     """Run ``pii-frames synth``; writes the JSONL file and returns 0."""
-    from pii_frames.train.synthetic import generate, write_jsonl
+    from pii_frames.synthetic import generate, write_jsonl
 
     if args.n < 0:
         raise ValueError(f"--n must be >= 0, got {args.n}")

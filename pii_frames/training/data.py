@@ -11,7 +11,7 @@ Offsets are Python ``str`` (code point) indices, end exclusive; ``"info"`` is op
 as :class:`DatasetError` naming the file and line.
 
 Example:
-    >>> from pii_frames.train.data import examples_from_records
+    >>> from pii_frames.training.data import examples_from_records
     >>> [ex] = examples_from_records([{"text": "Call Ada", "spans": {"private_person: Ada": [[5, 8]]}}])
     >>> ex.spans
     (GoldSpan(label='private_person', start=5, end=8),)
@@ -30,7 +30,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from pii_frames.train.synthetic import SPAN_LABELS
+from pii_frames.model.config import DEFAULT_SPAN_CLASS_NAMES
 
 __all__ = [
     "DatasetError",
@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_LABEL_SPACE",
     "expand_span_classes",
     "read_examples",
+    "load_examples",
     "examples_from_records",
     "read_label_space_json",
     "label_space_from_names",
@@ -122,7 +123,7 @@ class LabelSpaceSpec:
         return LabelSpace.from_names(self.names)
 
 
-DEFAULT_LABEL_SPACE = LabelSpaceSpec(expand_span_classes(SPAN_LABELS), "v2")
+DEFAULT_LABEL_SPACE = LabelSpaceSpec(expand_span_classes(DEFAULT_SPAN_CLASS_NAMES), "v2")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def _parse_record(record: Any, position: int, where: str) -> Example:
 
 
 def examples_from_records(records: Iterable[dict], *, source: str = "<records>") -> list[Example]:
-    """Validate in-memory records (e.g. from :func:`pii_frames.train.synthetic.generate`) into examples.
+    """Validate in-memory records (e.g. from :func:`pii_frames.synthetic.generate`) into examples.
 
     >>> examples_from_records([{"text": "hi", "spans": {}}])[0].spans
     ()
@@ -320,7 +321,7 @@ def read_examples(path: str | os.PathLike, *, max_examples: int | None = None) -
 
     Raises :class:`DatasetError` naming the file and line of the first bad record.
 
-    >>> from pii_frames.train.data import read_examples
+    >>> from pii_frames.training.data import read_examples
     >>> examples = read_examples("../shared/data/opf-examples/sample_eval_five_examples.jsonl")  # doctest: +SKIP
     >>> len(examples), examples[0].spans[0].label  # doctest: +SKIP
     (5, 'private_person')
@@ -339,6 +340,22 @@ def read_examples(path: str | os.PathLike, *, max_examples: int | None = None) -
 # --------------------------------------------------------------------------------------------------------------
 # Gold projection onto tokens
 # --------------------------------------------------------------------------------------------------------------
+
+def load_examples(records, *, max_examples: int | None = None) -> list[Example]:
+    """Examples from a path (file, directory, glob), a list of :class:`Example` or a list of record dicts.
+
+    >>> [ex.text for ex in load_examples([{"text": "hi", "spans": {}}])]
+    ['hi']
+    """
+    if isinstance(records, (str, os.PathLike)):
+        return read_examples(records, max_examples=max_examples)
+    records = list(records)
+    if max_examples is not None:
+        records = records[:max_examples]
+    if all(isinstance(r, Example) for r in records):
+        return records
+    return examples_from_records(records)
+
 
 def drop_overlapping_spans(spans: Iterable[GoldSpan]) -> list[GoldSpan]:
     """Keep a non-overlapping subset: by start, longer first, dropping spans that overlap a kept one.

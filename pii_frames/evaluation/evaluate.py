@@ -1,14 +1,14 @@
 """Evaluate a Detector on labelled examples (opf format) and report span and token metrics.
 
     >>> import pii_frames as pii
-    >>> from pii_frames.train.evaluate import evaluate
+    >>> from pii_frames.evaluation.evaluate import evaluate
     >>> report = evaluate(pii.load(), "sample_eval_five_examples.jsonl")      # doctest: +SKIP
     >>> round(report.span.f1, 3)                                             # doctest: +SKIP
     0.941
     >>> report.save_html("eval.html")                                        # doctest: +SKIP
 
-Gold spans are projected onto the model's tokens the way opf does (:mod:`pii_frames.train.data`) and compared
-with the decoded predictions in character space (:mod:`pii_frames.train.metrics` has the definitions).
+Gold spans are projected onto the model's tokens the way opf does (:mod:`pii_frames.training.data`) and compared
+with the decoded predictions in character space (:mod:`pii_frames.evaluation.metrics` has the definitions).
 """
 
 from __future__ import annotations
@@ -21,18 +21,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 
-from pii_frames.train.data import (
-    Example,
-    examples_from_records,
-    gold_token_aligned_spans,
-    project_spans_to_tokens,
-    read_examples,
-)
-from pii_frames.train.metrics import MODES, MetricsAccumulator, SpanCounts
+from pii_frames.evaluation.metrics import MODES, MetricsAccumulator, SpanCounts
+from pii_frames.training.data import Example, gold_token_aligned_spans, load_examples, project_spans_to_tokens
 
-__all__ = ["EvalReport", "evaluate", "load_eval_examples"]
+__all__ = ["EvalReport", "evaluate"]
 
 _CHUNK_TEXTS = 256  # texts per model call; small enough for a responsive progress bar
 
@@ -314,22 +309,6 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def load_eval_examples(records, *, max_examples: int | None = None) -> list[Example]:
-    """Examples from a path (file, directory, glob), a list of :class:`Example` or a list of record dicts.
-
-    >>> [ex.text for ex in load_eval_examples([{"text": "hi", "spans": {}}])]
-    ['hi']
-    """
-    if isinstance(records, (str, os.PathLike)):
-        return read_examples(records, max_examples=max_examples)
-    records = list(records)
-    if max_examples is not None:
-        records = records[:max_examples]
-    if all(isinstance(r, Example) for r in records):
-        return records
-    return examples_from_records(records)
-
-
 def _calibration_of(detector, biases: dict | None) -> dict:
     merged = dict(detector.calibration or {})
     merged.update(detector.biases or {})
@@ -352,7 +331,7 @@ def evaluate(
     Args:
         detector: a :class:`pii_frames.Detector`, or a model name / checkpoint path for :func:`pii_frames.load`.
         records: a dataset path (``.jsonl``/``.json``/``.gz``, directory or glob), a list of record dicts in
-            the opf format (e.g. from :func:`pii_frames.train.synthetic.generate`) or of :class:`Example`.
+            the opf format (e.g. from :func:`pii_frames.synthetic.generate`) or of :class:`Example`.
         mode: ``"typed"`` (labels must match; gold labels must be in the model's label space) or
             ``"untyped"`` (any label matches; adds per-label character recall).
         decode_mode: ``"viterbi"`` or ``"argmax"`` (default: the detector's).
@@ -378,7 +357,7 @@ def evaluate(
     decode_mode = decode_mode or getattr(detector, "decode_mode", "viterbi")
     if decode_mode not in ("viterbi", "argmax"):
         raise ValueError(f"decode_mode must be 'viterbi' or 'argmax', got {decode_mode!r}")
-    examples = load_eval_examples(records, max_examples=max_examples)
+    examples = load_examples(records, max_examples=max_examples)
     model = detector.model
     tokenizer = detector.tokenizer
     label_space = LabelSpace.from_names(detector.labels)

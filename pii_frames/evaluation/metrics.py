@@ -21,7 +21,7 @@ and ``token_accuracy`` the share of tokens whose decoded label equals the gold o
 denominator is zero is ``None`` (opf omits it).
 
 Example:
-    >>> from pii_frames.train.metrics import Span, match_spans
+    >>> from pii_frames.evaluation.metrics import Span, match_spans
     >>> gold = [Span("private_person", 0, 10)]
     >>> pred = [Span("private_person", 0, 4), Span("private_email", 12, 20)]
     >>> match_spans(gold, pred)       # (prediction correct?, gold found?)
@@ -153,7 +153,7 @@ class SpanCounts:
     gold: int = 0
     found: int = 0
 
-    def add(self, other: "SpanCounts") -> None:
+    def add(self, other: SpanCounts) -> None:
         self.predicted += other.predicted
         self.correct += other.correct
         self.gold += other.gold
