@@ -307,22 +307,28 @@ class Policy:
     def description(self) -> dict:
         """A JSON-able description of everything that changes the output, for fingerprints and audits.
 
-        Every field but the key, as plain JSON values; recognizers by their fingerprint; the key (or key
-        source) as the tokens it gives for fixed probes, so a new key means a new description while the
-        key itself never appears. This is the one description of a policy: jobs hash it to decide
-        whether earlier output can be reused.
+        Every field but the key and where it is read from, as plain JSON values; recognizers, when the
+        policy sets them, by their fingerprint; the key as the tokens it gives for fixed probes, so a new
+        key means a new description while the key itself never appears, and a key given literally or by
+        reference (``key_env``) describes alike. This is the one description of a policy: jobs hash it
+        to decide whether earlier output can be reused.
 
         Example:
             >>> a = Policy("pseudonym", key="k1").description()
             >>> a["operator"], "k1" in str(a), a == Policy("pseudonym", key="k2").description()
             ('pseudonym', False, False)
+            >>> import os; os.environ["PII_DOC_POLICY_KEY"] = "k1"
+            >>> a == Policy("pseudonym", key_env="PII_DOC_POLICY_KEY").description()
+            True
         """
         described = {}
         for name, value in self._state().items():
-            if name == "key":
+            # The key's source changes no output (the probes stand for the key), and a policy without
+            # recognizers is described as before policies had them, so earlier fingerprints stay valid.
+            if name in ("key", "key_source") or (name == "recognizers" and value is None):
                 continue
             if name == "recognizers":
-                value = None if value is None else value.fingerprint
+                value = value.fingerprint
             described[name] = jsonable(value)
         if self.has_key:
             described["key"] = [
