@@ -206,10 +206,10 @@ def profile_stages(csv_path: Path, out_dir: Path, args: argparse.Namespace) -> d
 
     import pii_frames
     import pii_frames.io.memory as memory_module
-    from pii_frames.arrow import apply_detections
-    from pii_frames.cli import _detect_bounded
+    from pii_frames.arrow import apply_detections, detect_table
     from pii_frames.engine.detector import Detector
     from pii_frames.io.files import FileSink, FileSource
+    from pii_frames.io.text import MODEL_CALL_BYTES
 
     apply_module = importlib.import_module("pii_frames.redaction.apply")  # pii_frames.redact is also a function
     detector = pii_frames.load(args.model) if args.model else pii_frames.load()
@@ -236,7 +236,8 @@ def profile_stages(csv_path: Path, out_dir: Path, args: argparse.Namespace) -> d
             if table is None:
                 break
             with stages.stage("other"):
-                detected = _detect_bounded(table, ["body"], detector, {})  # what `table` does per batch
+                # what `pii-frames table` does per batch
+                detected = detect_table(table, ["body"], model=detector, progress=False, max_call_bytes=MODEL_CALL_BYTES)
             with stages.stage("redact"):
                 out = apply_detections(table, detected)
             with stages.stage("write"):

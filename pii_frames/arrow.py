@@ -261,20 +261,50 @@ def detect_table(
     columns: str | Iterable[str] | None = None,
     *,
     model: Any = None,
+    max_call_bytes: int | None = None,
     **options: Any,
 ) -> dict[str, pa.Array | pa.ChunkedArray]:
     """Run detection on the given text columns; return ``{column: detect struct array}``.
 
     ``columns=None`` means every string column. Errors name the column.
+    ``max_call_bytes`` hands the model at most that much text per call: a
+    longer column is cut into consecutive row slices
+    (:func:`pii_frames.io.text.text_slices`) and the memory each slice used is
+    given back to the OS before the next, so the engine's working memory
+    follows the slice, not the table (the table paths of the CLI and the
+    Airflow job pass :data:`pii_frames.io.text.MODEL_CALL_BYTES`). A bad row
+    is then still named by its row in the whole table.
 
     >>> table = pa.table({"id": [1], "body": ["Call 555-0100"]})
     >>> detect_table(table, ["body"])["body"].type == DETECT_TYPE
     True
+    >>> detect_table(table, ["body"], max_call_bytes=4)["body"].type == DETECT_TYPE
+    True
     """
     names = _column_names(table, columns)
-    return {
-        name: detect_array(table.column(name), model=model, name=name, **options) for name in names
-    }
+    return {name: _detect_column(table.column(name), name, model, max_call_bytes, options) for name in names}
+
+
+def _detect_column(values, name: str, model: Any, max_call_bytes: int | None, options: Mapping[str, Any]):
+    if max_call_bytes is None:
+        return detect_array(values, model=model, name=name, **options)
+    from pii_frames.io.text import text_slices
+
+    slices = text_slices(values, max_call_bytes)
+    if len(slices) <= 1:
+        return detect_array(values, model=model, name=name, **options)
+    from pii_frames.engine.detector import RowError
+    from pii_frames.io.memory import release_memory
+
+    parts = []
+    for start, stop in slices:
+        try:
+            part = detect_array(values.slice(start, stop - start), model=model, name=name, **options)
+        except RowError as error:  # the engine counts rows within the slice; the caller counts in the table
+            raise RowError(start + error.row, error.cause, error.column) from None
+        parts.extend(part.chunks if isinstance(part, pa.ChunkedArray) else [part])
+        release_memory()
+    return pa.chunked_array(parts) if isinstance(values, pa.ChunkedArray) else pa.concat_arrays(parts)
 
 
 def redact_table(
@@ -312,7 +342,8 @@ def apply_detections(
 
     ``detected`` is what :func:`detect_table` returns. Split from
     :func:`redact_table` so callers can also read the spans (for counts)
-    without running detection twice.
+    without running detection twice. Other columns keep their fields as they
+    are (type, nullability, metadata).
 
     >>> table = pa.table({"body": ["x"]})
     >>> found = {"body": pa.array([{"redacted_text": "y", "spans": [], "category": None, "labels": []}],
@@ -320,22 +351,24 @@ def apply_detections(
     >>> apply_detections(table, found, spans=True).to_pylist()
     [{'body': 'y', 'body_pii_spans': []}]
     """
-    out_names: list[str] = []
+    out_fields: list[pa.Field] = []
     out_columns: list[Any] = []
-    for name, column in zip(table.schema.names, table.columns):
-        if name not in detected:
-            out_names.append(name)
+    for field, column in zip(table.schema, table.columns):
+        if field.name not in detected:
+            out_fields.append(field)  # as it was: type, nullability and field metadata
             out_columns.append(column)
             continue
-        result = detected[name]
-        out_names.append(name)
-        out_columns.append(pc.struct_field(result, "redacted_text"))
+        result = detected[field.name]
+        added = [(field.name, "redacted_text")]
         if spans:
-            out_names.append(name + SPANS_SUFFIX)
-            out_columns.append(pc.struct_field(result, "spans"))
+            added.append((field.name + SPANS_SUFFIX, "spans"))
         if category:
-            out_names.append(name + CATEGORY_SUFFIX)
-            out_columns.append(pc.struct_field(result, "category"))
+            added.append((field.name + CATEGORY_SUFFIX, "category"))
+        for name, part in added:
+            values = pc.struct_field(result, part)
+            out_fields.append(pa.field(name, values.type))
+            out_columns.append(values)
+    out_names = [field.name for field in out_fields]
     duplicated = sorted({name for name in out_names if out_names.count(name) > 1})
     if duplicated:
         raise ValueError(
@@ -343,5 +376,5 @@ def apply_detections(
             "or do not ask for the span/category columns"
         )
     if isinstance(table, pa.RecordBatch):
-        return pa.RecordBatch.from_arrays(out_columns, names=out_names)
-    return pa.Table.from_arrays(out_columns, names=out_names)
+        return pa.RecordBatch.from_arrays(out_columns, schema=pa.schema(out_fields))
+    return pa.Table.from_arrays(out_columns, schema=pa.schema(out_fields))

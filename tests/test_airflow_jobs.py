@@ -271,3 +271,31 @@ def test_publish_reads_mapped_results_with_one_slice(monkeypatch):
     monkeypatch.setattr(operators, "emit_asset_event", lambda context, summary, alias: None)
     summary = operators.publish.function([{"index": 0}, {"index": 1}], LazyResults([{"rows": 1}, {"rows": 1}]), {})
     assert summary == {"rows": 2} and seen["results"] == [{"rows": 1}, {"rows": 1}]
+
+
+def test_policy_hash_is_the_one_earlier_runs_recorded(monkeypatch):
+    # Hashes written by the job before it hashed Policy.description(): a rerun over a destination published
+    # then must find its chunks' fingerprints unchanged (no recompute, no republish).
+    monkeypatch.setenv("PII_TEST_HASH_KEY", "correct horse")
+    recorded = {
+        None: "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b",
+        '{"operator": "mask"}': "a1aa3e06aafa2093151781bea274eab8783716f1a0a65edf304a49ae7170eddf",
+        '{"operator": "pseudonym", "key": "correct horse"}':
+            "1ea29568ef6dac24ae1f4b4ba1168411ae9c19894e364a8bfbf1912a798ec667",
+        '{"operator": "pseudonym", "key_env": "PII_TEST_HASH_KEY"}':
+            "1ea29568ef6dac24ae1f4b4ba1168411ae9c19894e364a8bfbf1912a798ec667",
+        '{"operator": "keep_last", "labels": ["account_number"], "deny": ["ACME-42"], "min_score": 0.4}':
+            "909594082277019aa7bba2bbd73beef119af368e7ea9373c8197c841d56ba409",
+    }
+    for policy, expected in recorded.items():
+        job = SanitizeJob(source="/tmp/in.parquet", columns="body", destination="/tmp/out", policy=policy)
+        assert job.policy_hash == expected, policy
+
+
+def test_policy_recognizers_are_part_of_the_policy_hash():
+    # Chunks redacted with other recognizers must not be reused as if the policy were the same.
+    custom = {"custom": [{"name": "employee_id", "label": "employee_id", "regex": r"EMP-\d{6}"}]}
+    plain = SanitizeJob(source="/tmp/in.parquet", columns="body", destination="/tmp/out", policy={"operator": "mask"})
+    with_rules = SanitizeJob(source="/tmp/in.parquet", columns="body", destination="/tmp/out",
+                             policy={"operator": "mask", "recognizers": custom})
+    assert plain.policy_hash != with_rules.policy_hash

@@ -138,3 +138,18 @@ def test_bad_policy_mapping_hides_the_key():
     with pytest.raises(ValueError) as error:
         pa_pii.split_options({"policy": {"operator": "pseudonym", "key": "topsecret", "bogus": 1}})
     assert "topsecret" not in str(error.value) and "bogus" in str(error.value)
+
+
+def test_detect_table_in_bounded_calls_gives_the_same_rows_and_names_bad_rows_in_the_table():
+    from pii_frames.engine.detector import RowError
+
+    rows = [f"row {i}: mail ann{i}@example.com" for i in range(40)]
+    table = pa.table({"body": rows})
+    whole = pa_pii.detect_table(table, ["body"], model=MODEL, device="cpu")["body"]
+    sliced = pa_pii.detect_table(table, ["body"], model=MODEL, device="cpu", max_call_bytes=200)["body"]
+    assert sliced.num_chunks > 1 and sliced.to_pylist() == whole.to_pylist()
+
+    bad = pa.array([r.encode() for r in rows[:30]] + [b"caf\xe9"] + [r.encode() for r in rows[31:]]).view(pa.string())
+    with pytest.raises(RowError) as raised:
+        pa_pii.detect_table(pa.table({"body": bad}), ["body"], model=MODEL, device="cpu", max_call_bytes=200)
+    assert raised.value.row == 30  # counted in the table, not in the slice the model was given

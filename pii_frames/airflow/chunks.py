@@ -14,11 +14,13 @@ import warnings
 from typing import Any, Callable, Mapping
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pii_frames.airflow.fingerprints import stable_hash, table_content_hash, utc_now
 from pii_frames.airflow.safety import SanitizeJobError
+from pii_frames.arrow import SPANS_SUFFIX, apply_detections, detect_table
+from pii_frames.engine.counts import LabelCounts
+from pii_frames.engine.schema import span_type, spans_as
 from pii_frames.io import atomic
 from pii_frames.io import sql as sql_io
 from pii_frames.io.locations import (
@@ -29,16 +31,17 @@ from pii_frames.io.locations import (
     read_duckdb_schema,
     read_parquet_pieces,
 )
-from pii_frames.io.memory import release_memory
 from pii_frames.io.sql import SQLLocation
-from pii_frames.io.text import MODEL_CALL_BYTES, InvalidTextError, null_invalid_utf8, text_slices
+from pii_frames.io.text import MODEL_CALL_BYTES, InvalidTextError, null_invalid_utf8
 
 __all__ = ["ChunkSteps"]
 
 # The job's one logger, whichever of its parts speaks (what deployments filter on).
 log = logging.getLogger("pii_frames.airflow.jobs")
 
-SPAN_FIELDS = ("label", "start", "end", "score")
+# Published spans say where, what and how sure, not who found it: the job's output format predates
+# ``source``, and chunk outputs of earlier runs publish together with new ones.
+PUBLISHED_SPAN_TYPE = span_type(with_source=False)
 _CHUNK_FILE = re.compile(r"^\.?[0-9a-f]{64}\.(parquet|json)(\.tmp-[0-9a-f]{12})?$")
 
 
@@ -158,48 +161,35 @@ class ChunkSteps:
         Returns the sanitized table (same rows, same order, nulls kept) and the
         number of detected spans per label. Cells that are not valid UTF-8 are
         an error naming the column and row, or null with ``on_error='null'``.
+        The table path is the adapters' (:func:`pii_frames.arrow.detect_table`,
+        at most MODEL_CALL_BYTES of text per model call, so the engine's memory
+        follows that, not the 50,000-row chunk; then
+        :func:`~pii_frames.arrow.apply_detections`); what the job adds is its
+        output format: span structs without ``source`` (nor raw text) and
+        large_string columns kept large.
         """
         table = self._checked_text(table)
         detector = self.detector()
-        counts: dict[str, int] = {}
+        counts = LabelCounts()
+        detected = {}
         for name in self.column_names:
-            position = table.schema.get_field_index(name)
+            try:
+                detected[name] = detect_table(table, [name], model=detector, max_call_bytes=MODEL_CALL_BYTES,
+                                              policy=self.policy_object, **self.detect_options)[name]
+            except Exception as error:
+                raise SanitizeJobError(f"model failed on column {name!r}: {error}") from error
+            counts.add(detected[name])
+        out = apply_detections(table, detected, spans=self.include_spans, category=self.include_category)
+        for name in self.column_names:
             original_type = table.schema.field(name).type
-            values = table.column(name).combine_chunks()
-            if not pa.types.is_string(values.type):
-                values = values.cast(pa.string())
-            # One bounded slice of text per model call: the engine's memory follows the slice,
-            # not the chunk (50,000 rows by default).
-            parts = []
-            for start, stop in text_slices(values, MODEL_CALL_BYTES) or [(0, 0)]:
-                try:
-                    parts.append(detector.detect_arrow(values.slice(start, stop - start), policy=self.policy_object,
-                                                       column=name, **self.detect_options))
-                except Exception as error:
-                    where = f" (rows {start}-{stop - 1}; the row number below counts within them)" if start else ""
-                    raise SanitizeJobError(f"model failed on column {name!r}{where}: {error}") from error
-                release_memory()
-            result = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
-            if len(result) != len(values):
-                raise SanitizeJobError(f"model returned {len(result)} rows for {len(values)} in column {name!r}")
-            redacted = pc.struct_field(result, "redacted_text")
             if pa.types.is_large_string(original_type):
-                redacted = redacted.cast(original_type)
-            table = table.set_column(position, pa.field(name, redacted.type), redacted)
-            spans = pc.struct_field(result, "spans")
+                position = out.schema.get_field_index(name)
+                out = out.set_column(position, pa.field(name, original_type), out.column(name).cast(original_type))
             if self.include_spans:
-                position += 1
-                without_text = _spans_without_text(spans)
-                table = table.add_column(position, pa.field(name + "_pii_spans", without_text.type), without_text)
-            if self.include_category:
-                position += 1
-                category = pc.struct_field(result, "category")
-                table = table.add_column(position, pa.field(name + "_pii_category", category.type), category)
-            flat = pc.list_flatten(spans)
-            if len(flat):
-                for entry in pc.value_counts(pc.struct_field(flat, "label")).to_pylist():
-                    counts[entry["values"]] = counts.get(entry["values"], 0) + int(entry["counts"])
-        return table, dict(sorted(counts.items()))
+                position = out.schema.get_field_index(name + SPANS_SUFFIX)
+                spans = spans_as(out.column(position), PUBLISHED_SPAN_TYPE)
+                out = out.set_column(position, pa.field(name + SPANS_SUFFIX, spans.type), spans)
+        return out, dict(sorted(counts.spans.items()))
 
     def _prune_work_dir(self, keep: set[str]) -> None:
         """Drop chunk outputs no published fingerprint uses (old policies, changed inputs, crashed writes).
@@ -222,14 +212,3 @@ class ChunkSteps:
                 os.remove(path)
             except OSError as error:
                 log.warning("could not remove stale work file %s: %s", name, error)
-
-
-def _spans_without_text(spans: pa.Array) -> pa.Array:
-    """The spans list with the matched text dropped: a sanitized table must not carry the raw PII."""
-    if isinstance(spans, pa.ChunkedArray):
-        spans = spans.combine_chunks()
-    values = spans.values
-    kept = pa.StructArray.from_arrays(
-        [values.field(name) for name in SPAN_FIELDS], names=list(SPAN_FIELDS)
-    )
-    return pa.ListArray.from_arrays(spans.offsets, kept, mask=spans.is_null())

@@ -12,30 +12,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pii_frames.redaction.policy import jsonable
-
-__all__ = ["checkpoint_fingerprint", "describe_policy", "model_revision", "package_version", "stable_hash",
+__all__ = ["checkpoint_fingerprint", "model_revision", "package_version", "stable_hash",
            "table_content_hash", "utc_now"]
-
-POLICY_FIELDS = (
-    "operator", "key", "key_id", "labels", "per_label", "min_score", "allow", "deny", "mask_char", "keep_last",
-)
-
-
-def describe_policy(policy: Any) -> dict[str, Any] | None:
-    """A JSON-able description of a policy for hashing; a secret key appears only as its SHA-256."""
-    if policy is None:
-        return None
-    described: dict[str, Any] = {name: jsonable(getattr(policy, name, None)) for name in POLICY_FIELDS if name != "key"}
-    if getattr(policy, "has_key", False):
-        # The key is not readable back from a Policy; pseudonyms of fixed probes depend on it
-        # (a new key means new pseudonyms, so new outputs) without revealing it.
-        described["key"] = [
-            policy.replacement(label, f"pii_frames fingerprint probe {label}", operator="pseudonym")
-            for label in ("private_person", "private_email", "account_number", "secret")
-        ]
-    return described
-
 
 def stable_hash(payload: Any) -> str:
     """SHA-256 of canonical JSON.

@@ -51,7 +51,7 @@ from typing import Any, Mapping
 import pyarrow as pa
 
 from pii_frames.airflow.chunks import ChunkSteps
-from pii_frames.airflow.fingerprints import describe_policy, model_revision, package_version, stable_hash
+from pii_frames.airflow.fingerprints import model_revision, package_version, stable_hash
 from pii_frames.airflow.params import (
     flag,
     hidden_spec,
@@ -63,6 +63,7 @@ from pii_frames.airflow.params import (
 )
 from pii_frames.airflow.publish import PublishSteps
 from pii_frames.airflow.safety import SafetyChecks, SanitizeJobError
+from pii_frames.arrow import CATEGORY_SUFFIX, SPANS_SUFFIX
 from pii_frames.io import sql as sql_io
 from pii_frames.io.locations import (
     Location,
@@ -185,7 +186,9 @@ class SanitizeJob(SafetyChecks, ChunkSteps, PublishSteps):
         self.audit_location = parse_location(self.audit_destination, role="audit_destination")
         self._check_locations()
         self.policy_object = resolve_policy(self.policy)
-        self.policy_hash = stable_hash(describe_policy(self.policy_object))
+        # Policy.description() is the one description of a policy (the same dict this job hashed before it
+        # was the job's own): runs over an earlier destination find their chunks' fingerprints unchanged.
+        self.policy_hash = stable_hash(None if self.policy_object is None else self.policy_object.description())
 
     # ------------------------------------------------------------------ secrets
 
@@ -329,11 +332,21 @@ class SanitizeJob(SafetyChecks, ChunkSteps, PublishSteps):
                 raise ValueError(
                     f"column {name!r} of {where} has type {data_type}, not text; cast it to a string or drop it from columns"
                 )
-            for suffix, wanted in (("_pii_spans", self.include_spans), ("_pii_category", self.include_category)):
-                if wanted and schema.get_field_index(name + suffix) >= 0:
+            for added in self.added_columns(name):
+                if schema.get_field_index(added) >= 0:
                     raise ValueError(
-                        f"{where} already has a column {name + suffix!r}; rename it or turn off that output column"
+                        f"{where} already has a column {added!r}; rename it or turn off that output column"
                     )
+
+    def added_columns(self, column: str) -> list[str]:
+        """The output columns written next to ``column``: ``<column>_pii_spans`` and/or ``<column>_pii_category``.
+
+        >>> SanitizeJob(source="/tmp/in.parquet", columns="body", destination="/tmp/out",
+        ...             include_spans=True).added_columns("body")
+        ['body_pii_spans']
+        """
+        wanted = ((SPANS_SUFFIX, self.include_spans), (CATEGORY_SUFFIX, self.include_category))
+        return [column + suffix for suffix, include in wanted if include]
 
     # ------------------------------------------------------------------ whole job
 

@@ -240,9 +240,7 @@ class PublishSteps:
             _replace_duckdb_table_from_arrow(own, location, audit, digest)
 
     def _publish_sql(self, ordered, audit: pa.Table, digest: str, total_rows: int) -> bool:
-        extra = [name + suffix for name in self.column_names
-                 for suffix, wanted in (("_pii_spans", self.include_spans), ("_pii_category", self.include_category))
-                 if wanted]
+        extra = [added for name in self.column_names for added in self.added_columns(name)]
         audit_location = self.audit_location
         same_database = isinstance(audit_location, SQLLocation) and sql_io.same_sql_database(
             audit_location, self.destination_location)

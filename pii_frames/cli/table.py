@@ -79,10 +79,11 @@ def cmd_table(args: argparse.Namespace) -> int:
 def _table(args: argparse.Namespace) -> int:
     import warnings
 
-    from pii_frames.arrow import apply_detections
+    from pii_frames.arrow import apply_detections, detect_table
     from pii_frames.engine.counts import LabelCounts
     from pii_frames.io.files import FileSink, FileSource, check_output_path, format_of
     from pii_frames.io.memory import release_memory
+    from pii_frames.io.text import MODEL_CALL_BYTES
 
     if args.batch_rows <= 0:
         raise CliError("--batch-rows must be positive", EXIT_USAGE)
@@ -112,7 +113,9 @@ def _table(args: argparse.Namespace) -> int:
                   dynamic_ncols=True) as bar, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
             for table in source:
-                detected = _detect_bounded(table, columns, detector, options)
+                # At most MODEL_CALL_BYTES of text per model call, so the engine's memory stays bounded.
+                detected = detect_table(table, columns, model=detector, progress=False,
+                                        max_call_bytes=MODEL_CALL_BYTES, **options)
                 for column in columns:
                     counters[column].add(detected[column])
                 out = apply_detections(table, detected, spans=args.spans, category=args.category)
@@ -136,34 +139,6 @@ def _table(args: argparse.Namespace) -> int:
     if args.summary_json:
         _write_summary_json(args, counters, sink.rows, seconds, detector)
     return 0
-
-
-def _detect_bounded(table, columns: Sequence[str], detector, options: dict[str, Any]) -> dict[str, Any]:
-    """``detect_table`` in slices of at most MODEL_CALL_BYTES of text, so the engine's memory stays bounded.
-
-    The result cache still dedups values repeated across slices; memory is
-    handed back to the OS after each slice.
-    """
-    import pyarrow as pa
-
-    from pii_frames.arrow import detect_table
-    from pii_frames.io.memory import release_memory
-    from pii_frames.io.text import MODEL_CALL_BYTES, text_slices
-
-    found: dict[str, Any] = {}
-    for column in columns:
-        slices = text_slices(table.column(column), MODEL_CALL_BYTES)
-        if len(slices) <= 1:
-            found[column] = detect_table(table, [column], model=detector, progress=False, **options)[column]
-            continue
-        parts = []
-        for start, stop in slices:
-            part = detect_table(table.slice(start, stop - start), [column], model=detector, progress=False,
-                                **options)[column]
-            parts.extend(part.chunks if isinstance(part, pa.ChunkedArray) else [part])
-            release_memory()
-        found[column] = pa.chunked_array(parts)
-    return found
 
 
 def _summary_dict(args, counters: dict[str, LabelCounts], rows: int, seconds: float, detector) -> dict[str, Any]:

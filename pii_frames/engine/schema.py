@@ -26,20 +26,41 @@ TEXT_FIELD = pa.field("text", pa.string())
 LABELS_TYPE = pa.list_(pa.string())
 
 
-def span_type(with_text: bool = False) -> pa.StructType:
+def span_type(with_text: bool = False, *, with_source: bool = True) -> pa.StructType:
     """Struct type of one span; ``with_text=True`` appends the raw matched ``text``.
+
+    ``with_source=False`` leaves ``source`` out: the spans the Airflow job publishes, whose
+    format predates ``source`` (chunks written by earlier runs publish together with new ones).
 
     >>> span_type().names
     ['label', 'start', 'end', 'score', 'source']
     >>> span_type(with_text=True).names[-1]
     'text'
+    >>> span_type(with_source=False).names
+    ['label', 'start', 'end', 'score']
     """
-    return pa.struct(list(SPAN_FIELDS) + ([TEXT_FIELD] if with_text else []))
+    fields = [field for field in SPAN_FIELDS if with_source or field.name != "source"]
+    return pa.struct(fields + ([TEXT_FIELD] if with_text else []))
 
 
-def spans_type(with_text: bool = False) -> pa.ListType:
+def spans_type(with_text: bool = False, *, with_source: bool = True) -> pa.ListType:
     """List of :func:`span_type` (one list per row)."""
-    return pa.list_(span_type(with_text))
+    return pa.list_(span_type(with_text, with_source=with_source))
+
+
+def spans_as(spans: pa.Array | pa.ChunkedArray, struct: pa.StructType) -> pa.ListArray:
+    """A spans column whose spans hold only the fields of ``struct`` (e.g. without the raw ``text``); nulls kept.
+
+    >>> spans = pa.array([[{"label": "secret", "start": 0, "end": 2, "score": 1.0, "source": "model",
+    ...                     "text": "pw"}], None], type=spans_type(with_text=True))
+    >>> spans_as(spans, span_type(with_source=False)).to_pylist()
+    [[{'label': 'secret', 'start': 0, 'end': 2, 'score': 1.0}], None]
+    """
+    if isinstance(spans, pa.ChunkedArray):
+        spans = spans.combine_chunks() if spans.num_chunks else pa.array([], type=spans.type)
+    values = spans.values
+    kept = pa.StructArray.from_arrays([values.field(field.name).cast(field.type) for field in struct], fields=list(struct))
+    return pa.ListArray.from_arrays(spans.offsets, kept, mask=spans.is_null())
 
 
 def detect_type(with_text: bool = False) -> pa.StructType:
