@@ -41,8 +41,8 @@ import pyarrow.compute as pc
 
 from pii_frames.arrow import detect_array, split_options
 from pii_frames.engine.options import NONE_MEANS_OFF
-from pii_frames.redaction.policy import as_policy
 from pii_frames.engine.schema import detect_type
+from pii_frames.redaction.policy import as_policy
 
 __all__ = ["FUNCTION_NAMES", "REVEAL_FUNCTION", "register", "unregister"]
 

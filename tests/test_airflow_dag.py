@@ -26,6 +26,7 @@ pytestmark = pytest.mark.airflow
 
 REPO = Path(__file__).resolve().parents[1]
 from shared_paths import OPF_TINY  # noqa: E402
+
 TINY = str(OPF_TINY)
 ORIGINAL_SANITIZE_CHUNK = SanitizeJob.sanitize_chunk
 ORIGINAL_SANITIZE_TABLE = SanitizeJob.sanitize_table

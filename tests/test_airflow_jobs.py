@@ -8,10 +8,10 @@ test_airflow_dag.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -21,6 +21,7 @@ import pytest
 
 from pii_frames.airflow.jobs import SanitizeJob, SanitizeJobError, parse_columns, resolve_policy
 from pii_frames.airflow.tables import parse_location, plan_parquet_pieces
+
 from shared_paths import OPF_TINY  # noqa: E402
 
 TINY = str(OPF_TINY)

@@ -7,6 +7,7 @@ import pytest
 
 import pii_frames
 import pii_frames.arrow as pa_pii
+
 from shared_paths import ADAPTER_ROWS, OPF_TINY  # noqa: E402
 
 MODEL = str(OPF_TINY)
@@ -37,7 +38,7 @@ def test_detect_array_matches_redact_many(expected):
     out = pa_pii.detect_array(pa.array(ROWS), model=MODEL, device="cpu")
     assert out.type == pa_pii.DETECT_TYPE
     got = out.to_pylist()
-    for row, want, have in zip(ROWS, expected, got):
+    for _row, want, have in zip(ROWS, expected, got):
         if want is None:
             assert have is None
             continue

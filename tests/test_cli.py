@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import pii_frames
+
 from shared_paths import OPF_TINY  # noqa: E402
 
 MODEL = str(OPF_TINY)

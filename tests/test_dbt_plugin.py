@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
 from shared_paths import OPF_TINY  # noqa: E402
 
 pytestmark = pytest.mark.dbt

@@ -18,8 +18,8 @@ from pii_frames.decode import (
     LabelSpace,
     argmax_decode,
     decode_spans,
-    load_calibration,
     decode_spans_many,
+    load_calibration,
     viterbi_decode,
     viterbi_decode_many,
 )

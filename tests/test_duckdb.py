@@ -9,6 +9,7 @@ import pytest
 
 import pii_frames
 import pii_frames.duckdb as pii_duckdb
+
 from shared_paths import ADAPTER_ROWS, OPF_TINY  # noqa: E402
 
 MODEL = str(OPF_TINY)

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pytest
 
 import pii_frames as pii
-from pii_frames.engine import loading
 from pii_frames.arrow import redact_table
+from pii_frames.engine import loading
 from pii_frames.engine.schema import DETECT_TYPE
 
 from shared_paths import OPF_TINY as FIXTURE  # noqa: E402

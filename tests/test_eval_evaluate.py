@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,9 +11,9 @@ import torch
 from rich.console import Console
 
 from pii_frames.decode.labels import DEFAULT_LABEL_NAMES
+from pii_frames.evaluation.evaluate import evaluate
 from pii_frames.model.reference import EncoderOutput
 from pii_frames.text.tokenizer import load_tokenizer
-from pii_frames.evaluation.evaluate import evaluate
 
 TEXT = "Hello, my name is John Smith and my email is john.smith@example.com"
 # o200k ids of TEXT (DESIGN.md test vector) and the labels our fake model gives them.

@@ -11,9 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from checkpoint_factory import convert_hf_to_opf, make_hf_checkpoint
 from pii_frames.model import CheckpointError, load_model, read_config, run_sequences, save_opf_checkpoint
 from pii_frames.model.runner import plan_batches
+
+from checkpoint_factory import convert_hf_to_opf, make_hf_checkpoint
 
 VOCAB = 1000
 

@@ -10,6 +10,7 @@ import torch
 
 from pii_frames.model import load_model, read_config, run_sequences
 from pii_frames.text import load_tokenizer
+
 from shared_paths import OPF_TINY  # noqa: E402
 
 FIXTURE = OPF_TINY

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from pii_frames.decode import LabelSpace, decode_spans
 from pii_frames.redaction import build_result
 from pii_frames.text import load_tokenizer
+
 from shared_paths import OPF_TINY  # noqa: E402
 
 FIXTURE = OPF_TINY

@@ -9,6 +9,7 @@ from polars.exceptions import ComputeError
 import pii_frames
 import pii_frames.polars as pii
 import pii_frames.polars as pii_polars
+
 from shared_paths import ADAPTER_ROWS, OPF_TINY  # noqa: E402
 
 MODEL = str(OPF_TINY)

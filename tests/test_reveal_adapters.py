@@ -436,6 +436,6 @@ def test_airflow_job_never_writes_the_key(tmp_path, monkeypatch, caplog, capfd, 
 
     published = pq.read_table(tmp_path / "clean").sort_by("id")
     sealed = published.column("body").to_pylist()
-    assert _has_tokens(sealed) and all(f":v1:job-2025:" in m.group(0) for v in sealed if v
+    assert _has_tokens(sealed) and all(":v1:job-2025:" in m.group(0) for v in sealed if v
                                        for m in ENCRYPTED_TOKEN_RE.finditer(v))
     assert encryption.reveal_many(sealed, keys={"job-2025": KEY}) == rows

@@ -9,10 +9,10 @@ scripted detector whose spans are known exactly.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import re
-import datetime as dt
 from pathlib import Path
 
 import duckdb
@@ -22,12 +22,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import pii_frames as pii
-from pii_frames.engine.schema import DETECT_TYPE
 from pii_frames.discovery import VERDICT_CLEAN, VERDICT_PII, VERDICT_SKIPPED, ScanError, ScanReport
 from pii_frames.discovery import scan as scan_module
-from pii_frames.discovery.scan import PLACEHOLDER_RE, analyze_column
 from pii_frames.discovery.plans import sample_indices
+from pii_frames.discovery.scan import PLACEHOLDER_RE, analyze_column
 from pii_frames.discovery.sources import open_source
+from pii_frames.engine.schema import DETECT_TYPE
 
 FIRST = ["Maria", "John", "Anna", "Peter", "Sofia", "David", "Laura", "James", "Emma", "Lucas", "Olivia", "Daniel",
          "Sarah", "Thomas", "Julia", "Michael", "Elena", "Robert", "Clara", "Martin"]

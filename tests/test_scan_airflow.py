@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pii_frames.discovery import ColumnScan, LabelStats, ScanReport, VERDICT_CLEAN, VERDICT_PII, VERDICT_SKIPPED
+from pii_frames.discovery import VERDICT_CLEAN, VERDICT_PII, VERDICT_SKIPPED, ColumnScan, LabelStats, ScanReport
 from pii_frames.discovery.gate import check_labels, compact_report, describe_hits, offending_columns, parse_fail_on
 
 EMAILS = ["maria.lopez@example.com", "john.smith@example.org", "anna.svensson@example.net"]

@@ -8,7 +8,6 @@ from collections import Counter
 
 import pytest
 
-from pii_frames.training.data import read_examples
 from pii_frames.synthetic import (
     KINDS,
     LOCALES,
@@ -17,6 +16,7 @@ from pii_frames.synthetic import (
     template_catalog,
     write_jsonl,
 )
+from pii_frames.training.data import read_examples
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,7 @@ def test_gap_documents_cover_what_real_text_showed_missing(gap_records):
                for t, surface in [(r["text"], key.split(": ", 1)[1])])  # a cell holding only the value
     # references, case numbers and look-alike capitalised words are never labelled
     for record in gap_records:
-        for key, offsets in record["spans"].items():
+        for key in record["spans"]:
             surface = key.split(": ", 1)[1]
             assert "§" not in surface and not re.fullmatch(r"\d{5}/\d{2}", surface), key
     # titles stay outside the person span, as in real annotations

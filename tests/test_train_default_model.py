@@ -56,8 +56,9 @@ def test_leaves_plain_text_alone(detector):
 
 
 def test_finds_the_people_emails_phones_dates_urls_and_secrets_of_the_opf_sample(detector):
-    from shared_paths import OPF_SAMPLE
     from pii_frames.evaluation.evaluate import evaluate
+
+    from shared_paths import OPF_SAMPLE
 
     if not OPF_SAMPLE.is_file():
         pytest.skip(f"{OPF_SAMPLE} not found")

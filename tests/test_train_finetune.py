@@ -10,12 +10,13 @@ import pytest
 import torch
 
 import pii_frames
+from pii_frames.cli import training as commands
 from pii_frames.engine.loading import clear_model_cache
 from pii_frames.model.checkpoint import load_model, save_opf_checkpoint
-from pii_frames.cli import training as commands
+from pii_frames.synthetic import generate
 from pii_frames.training.finetune import finetune
 from pii_frames.training.models import init_compact_model, remap_head
-from pii_frames.synthetic import generate
+
 from shared_paths import OPF_EXAMPLES  # noqa: E402
 
 DEMOS = OPF_EXAMPLES

@@ -54,7 +54,7 @@ def _make_job(job: dict[str, Any]):
     return SanitizeJob(**job)
 
 
-def emit_asset_event(context: "Context", summary: dict[str, Any], asset_alias: str | None) -> None:
+def emit_asset_event(context: Context, summary: dict[str, Any], asset_alias: str | None) -> None:
     """Attach an Asset event for the published output to ``asset_alias`` (skipped when nothing changed).
 
     The event's extra carries rows, chunks, spans per label, model revisions,
@@ -168,7 +168,7 @@ class PiiSanitizeOperator(BaseOperator):
         self.overwrite = overwrite
         self.asset_alias = asset_alias
 
-    def execute(self, context: "Context") -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any]:
         job = _make_job({name: getattr(self, name) for name in JOB_FIELDS})
         summary = job.run(run_id=context["run_id"])
         emit_asset_event(context, summary, self.asset_alias)

@@ -119,7 +119,7 @@ class PiiScanOperator(BaseOperator):
         self.include_examples = include_examples
         self.max_xcom_bytes = max_xcom_bytes
 
-    def execute(self, context: "Context") -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
         from pii_frames.discovery import scan

@@ -30,7 +30,7 @@ dbt-duckdb plugins, so this needs dbt Core.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 try:
     from dbt.adapters.duckdb.plugins import BasePlugin
@@ -54,7 +54,7 @@ def known_options() -> set[str]:
 class Plugin(BasePlugin):
     """Registers ``pii_redact``/``pii_spans``/``pii_category``/``pii_detect`` via :func:`pii_frames.duckdb.register`."""
 
-    def initialize(self, plugin_config: Dict[str, Any]) -> None:
+    def initialize(self, plugin_config: dict[str, Any]) -> None:
         settings = dict(getattr(self.creds, "settings", None) or {})
         config = {
             key: value
