@@ -49,7 +49,8 @@ import torch
 
 from pii_frames.model import read_config, save_opf_checkpoint
 from pii_frames.model.checkpoint import model_from_tensors
-from pii_frames.model.encoder import EncoderOutput
+from pii_frames.model.reference import EncoderOutput
+from pii_frames.model.threads import torch_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_big_table import Stages  # noqa: E402  (the stage timer the table benchmark uses)
@@ -210,11 +211,11 @@ def make_detector(model, tokenizer, label_space, threads: int | None):
 
 def resolved_threads(detector, tokens: int) -> int:
     """The torch thread count a Detector's model call uses for a forward of ``tokens`` tokens."""
-    from pii_frames.model.runner import default_num_threads
+    from pii_frames.model.threads import default_num_threads
 
     if detector.threads:
         return int(detector.threads)
-    return default_num_threads(detector.model) or torch.get_num_threads()
+    return default_num_threads(detector.model.device) or torch.get_num_threads()
 
 
 # ------------------------------------------------------------ user path
@@ -327,6 +328,32 @@ def _print_cross_thread(rows: list[dict], modes: list[str]) -> None:
         print("\n".join(lines))
 
 
+def run_thread_choice(ours: dict, config, cases, counts, repeats: int) -> list[dict]:
+    """Our engine alone on each thread count per case (redact_many), and what its default picks."""
+    from pii_frames.decode.labels import LabelSpace
+    from pii_frames.text.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(vocab_size=config.vocab_size)
+    labels = LabelSpace.from_names(config.label_names)
+    print(f"\n== thread choice: our redact_many per thread count, median of {repeats} (same process)")
+    print(f"{'case':>8} {'engine':>10} " + " ".join(f"{str(c) + ' thr':>10}" for c in counts)
+          + f" {'best':>5} {'default':>8}")
+    rows = []
+    for case in cases:
+        batch, tokens = parse_case(case)
+        texts = case_texts(tokenizer, batch, tokens, seed=batch * tokens)
+        for mode, model in ours.items():
+            with torch.inference_mode():
+                seconds = {c: time_user_path(make_detector(model, tokenizer, labels, c), texts, repeats)["redact_s"]
+                           for c in counts}
+            best = min(seconds, key=seconds.get)
+            default = resolved_threads(make_detector(model, tokenizer, labels, None), batch * tokens)
+            rows.append({"case": case, "mode": mode, "seconds": seconds, "best": best, "default": default})
+            print(f"{case:>8} {mode:>10} " + " ".join(f"{seconds[c] * 1000:8.0f}ms" for c in counts)
+                  + f" {best:>5} {default:>8}", flush=True)
+    return rows
+
+
 # ---------------------------------------------------------- raw forward
 def case_ids(cases, config) -> dict[str, torch.Tensor]:
     """The token ids of each case's texts, [batch, tokens] (the raw forward runs on them)."""
@@ -375,6 +402,61 @@ def run_raw_forward(reference, ours: dict, ids_of: dict, repeats: int, threads: 
     return rows
 
 
+# --------------------------------------------------------- expert GEMMs
+def expert_variants(reference) -> dict:
+    """Layer 0's 128 experts prepared each way the CPU backend can hold them (plus MKL, the torch default)."""
+    import dataclasses
+
+    from pii_frames.model.cpu_experts import prepare_experts, probe_kernels
+
+    experts = reference.model.layers[0].mlp.experts
+    weights = (experts.gate_up_proj.detach(), experts.gate_up_proj_bias.detach(), experts.down_proj.detach(),
+               experts.down_proj_bias.detach())
+    kernels = probe_kernels()
+    variants = {"fp32 packed": prepare_experts(*weights, "float32", kernels),
+                "fp32 strided": prepare_experts(*weights, "float32", dataclasses.replace(kernels, onednn_packed=False)),
+                "fp32 MKL": prepare_experts(*weights, "float32", dataclasses.replace(kernels, onednn=False,
+                                                                                     onednn_packed=False))}
+    for mode in ("float16",):
+        variants[f"{mode} weights"] = prepare_experts(*weights, mode, kernels)
+    return variants
+
+
+def run_expert_gemms(reference, rows_list, repeats: int) -> list[dict]:
+    """GFLOP/s of all 128 experts of a layer at ``rows`` rows each, one thread, as a forward runs them.
+
+    Distinct experts one after the other, so weights come from memory as in a real
+    forward (a layer's fp32 experts are 630 MB). Both GEMMs and the activation count;
+    FLOPs are 2 * rows * H * 3I per expert.
+    """
+    from pii_frames.model.cpu import CpuBackend, run_expert_slabs
+
+    variants = expert_variants(reference)
+    groups = CpuBackend().groups
+    config = reference.config
+    hidden, inter, count = config.hidden_size, config.intermediate_size, config.num_local_experts
+    print(f"\n== expert GEMMs: GFLOP/s over a layer's {count} experts at N rows each, 1 thread, median of {repeats} "
+          "(gate/up and down GEMMs + activation, the backend's schedule for that size)")
+    print(f"{'rows':>6} " + " ".join(f"{name:>14}" for name in variants))
+    rows_out = []
+    with torch.inference_mode(), torch_threads(1):
+        for rows in rows_list:
+            x = torch.randn(rows * count, hidden, generator=torch.Generator().manual_seed(rows))
+            ends = torch.arange(1, count + 1) * rows
+            flops = 2 * rows * hidden * 3 * inter * count
+            cells, row = [], {"rows": rows}
+            for name, experts in variants.items():
+                def layer(x=x, ends=ends, experts=experts):
+                    return run_expert_slabs(x, ends, experts, 7.0, 1.702, group=groups.get(experts.kind))
+
+                seconds, _ = timed(layer, repeats)
+                row[name] = flops / seconds / 1e9
+                cells.append(f"{row[name]:9.1f} GF/s")
+            rows_out.append(row)
+            print(f"{rows:>6} " + " ".join(f"{c:>14}" for c in cells), flush=True)
+    return rows_out
+
+
 # --------------------------------------------------------------- memory
 def peak_rss_of_load(checkpoint: Path, mode: str) -> float:
     """Peak resident memory (GB, VmHWM) of a fresh interpreter that loads the checkpoint.
@@ -419,6 +501,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small cases, no 1x4096, no memory test")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw forward")
     parser.add_argument("--no-user", action="store_true", help="skip the user path")
+    parser.add_argument("--thread-table", default="",
+                        help="thread counts (e.g. 1,2) for a table of our engine alone per case and count")
+    parser.add_argument("--gemm-rows", default="2,8,16,32,64,128,256",
+                        help="rows per expert for the expert GEMM table ('' skips it)")
     parser.add_argument("--fp32-weights", action="store_true",
                         help="keep full fp32 random weights (default: round them to bf16 values, like the "
                              "released checkpoint, so every weight mode sees the same numbers)")
@@ -450,8 +536,13 @@ def main() -> None:
     ids_of = case_ids(cases, config)
     print("experts hit per layer at 1 x 64 tokens of text:",
           experts_hit_per_layer(reference, ids_of.get("1x64", next(iter(ids_of.values())))[:1, :64]))
+    gemm_rows = [int(r) for r in args.gemm_rows.split(",") if r]
+    if gemm_rows:
+        run_expert_gemms(reference, gemm_rows[:4] if args.quick else gemm_rows, args.repeats)
     if not args.no_user:
         run_user_path(reference, ours, config, cases, thread_settings, args.repeats)
+    if args.thread_table:
+        run_thread_choice(ours, config, cases, [int(c) for c in args.thread_table.split(",")], args.repeats)
     if not args.no_raw:
         run_raw_forward(reference, ours, ids_of, args.repeats, args.raw_threads)
     if not (args.no_memory or args.quick):
