@@ -211,11 +211,9 @@ def make_detector(model, tokenizer, label_space, threads: int | None):
 
 def resolved_threads(detector, tokens: int) -> int:
     """The torch thread count a Detector's model call uses for a forward of ``tokens`` tokens."""
-    from pii_frames.model.threads import default_num_threads
+    from pii_frames.model.threads import threads_for_call
 
-    if detector.threads:
-        return int(detector.threads)
-    return default_num_threads(detector.model.device) or torch.get_num_threads()
+    return threads_for_call(detector.model.device, detector.threads or "auto") or torch.get_num_threads()
 
 
 # ------------------------------------------------------------ user path

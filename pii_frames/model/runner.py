@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .reference import PrivacyFilterModel
-from .threads import default_num_threads, forked_after_multithreaded_work, note_multithreaded_cpu_work, torch_threads
+from .threads import threads_for_call, torch_threads
 
 __all__ = ["SequenceOutput", "run_sequences", "plan_batches"]
 
@@ -83,7 +83,7 @@ def run_sequences(
 
     ``progress`` is called after each batch with the number of real tokens it
     processed (tqdm's ``update`` fits). ``num_threads``: torch CPU threads for
-    the call ("auto": see :func:`pii_frames.model.threads.default_num_threads`; None keeps the current
+    the call ("auto": see :func:`pii_frames.model.threads.threads_for_call`; None keeps the current
     setting); the global setting is restored afterwards. Document probabilities are
     ``softmax(doc_head(mean of the windows' pooled states weighted by their
     token counts))``.
@@ -107,12 +107,7 @@ def run_sequences(
     device = model.device
     pad_id = model.config.pad_token_id
 
-    threads = default_num_threads(model.device) if num_threads == "auto" else num_threads
-    if device.type == "cpu":
-        if forked_after_multithreaded_work():
-            threads = 1  # the OpenMP team inherited through fork would hang (threads.forked_after_multithreaded_work)
-        elif (threads or torch.get_num_threads()) > 1:
-            note_multithreaded_cpu_work()
+    threads = threads_for_call(device, num_threads)
     for batch in plan_batches([w.ids.size for w in windows], token_budget):
         longest = windows[batch[0]].ids.size
         ids = np.full((len(batch), longest), pad_id, dtype=np.int64)

@@ -8,24 +8,29 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["default_num_threads", "forked_after_multithreaded_work", "note_multithreaded_cpu_work",
-           "torch_threads"]
+__all__ = ["forked_after_multithreaded_work", "note_multithreaded_cpu_work", "threads_for_call", "torch_threads"]
 
 
-def default_num_threads(device: torch.device) -> int | None:
-    """Thread count for CPU batches; None leaves torch's setting alone (e.g. on CUDA).
+def threads_for_call(device: torch.device, requested: int | None | str = "auto") -> int | None:
+    """The torch thread count for one run of model calls; None leaves torch's setting alone.
 
-    On machines with two or fewer cores one thread: two OpenMP threads were over
-    20x slower than one whenever another process kept a core busy, and only
-    1.3-1.5x faster on an idle machine (benchmarks/README.md, "Threads").
+    ``"auto"`` (the engine's default) is torch's own setting: every core unless
+    the caller changed it. On the 2-core machine of benchmarks/README.md ("Threads")
+    two threads beat one on the user path at every case size, 1 x 64 to 16 x 128 by
+    1.4-1.7x, also beside a busy process on the other core; only 1 x 4,096 with
+    fp16 weights was 6% slower, within that run's noise. In a child forked after
+    multi-threaded work the answer is 1 (see :func:`forked_after_multithreaded_work`).
 
-    >>> default_num_threads(torch.device("cuda")) is None
-    True
+    >>> threads_for_call(torch.device("cpu"), 3), threads_for_call(torch.device("cuda"))
+    (3, None)
     """
-    if device.type != "cpu":
-        return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 1 if cores <= 2 else None
+    threads = None if requested == "auto" else requested
+    if device.type == "cpu":
+        if forked_after_multithreaded_work():
+            return 1  # the OpenMP team inherited through fork would hang
+        if (threads or torch.get_num_threads()) > 1:
+            note_multithreaded_cpu_work()
+    return threads
 
 
 @contextlib.contextmanager
