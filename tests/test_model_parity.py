@@ -302,3 +302,24 @@ def test_scripted_expert_group_that_fails_here_leaves_the_python_loop(monkeypatc
         assert out.shape == (9, 8) and bool(torch.isfinite(out).all())
     finally:
         cpu_experts.scripted_group.cache_clear()
+
+
+def test_cuda_backend_grouped_experts_match_the_reference_on_cpu_tensors(tmp_path):
+    # The CUDA backend's grouped-GEMM experts and its weight relayout, run where a GPU is missing: torch's
+    # _grouped_mm also takes CPU tensors, so the path's logic is checked here and its kernels on a GPU.
+    from pii_frames.model.backend import use_backend
+    from pii_frames.model.cuda import CudaBackend
+    from pii_frames.model.reference import ReferenceOps
+
+    hf_dir = make_hf_checkpoint(tmp_path / "hf", seed=8, vocab_size=1000, hidden=128, head_dim=32)
+    model = load_model(hf_dir)
+    ids, mask = _padded_batch([60, 33, 5], 1000, seed=4)
+    with torch.inference_mode():
+        expected = use_backend(model, ReferenceOps())(ids, mask).logits
+        backend = CudaBackend()
+        got = use_backend(model, backend)(ids, mask).logits
+    if not backend.grouped:
+        pytest.skip("torch._grouped_mm does not run on CPU tensors in this torch")
+    assert len(backend.grouped) == model.config.num_hidden_layers
+    assert model.block[0].mlp.swiglu_weight.transpose(-2, -1).is_contiguous()  # the Linear layout
+    assert torch.allclose(got, expected, atol=1e-4)

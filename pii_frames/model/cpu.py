@@ -20,7 +20,7 @@ by expert, so each expert multiplies one contiguous slab of rows:
   twice the weight bytes. A forward of up to ``one_thread_max_rows`` pairs also
   runs its dense ops on one OpenMP thread: between parallel regions the idle
   team member spins on its core, and the expert group sharing that core then
-  runs 1.7x slower.
+  runs much slower.
 
 Each group is one TorchScript call where it compiles (:mod:`pii_frames.model.expert_groups`).
 Every schedule gives identical values: the activation is elementwise and each

@@ -1,9 +1,9 @@
 """A group of expert GEMMs run in one TorchScript call (CPU inference).
 
 A 64-token forward makes ~1,800 expert GEMMs of one to six rows each. Called one
-at a time from Python, every call pays 8-12 us of ``torch.ops`` argument
-parsing on top of 30-50 us of work, and when expert groups run side by side on
-two threads every call also takes the GIL back, so the threads queue on it. A
+at a time from Python, every call pays ``torch.ops`` argument parsing on the
+order of its own work, and when expert groups run side by side on two threads
+every call also takes the GIL back, so the threads queue on it. A
 scripted function runs a whole group's loop in the TorchScript interpreter:
 the same kernels in the same order, dispatched from C++ with the GIL released
 for the whole group (measurements: benchmarks/README.md, "Sorted MoE").

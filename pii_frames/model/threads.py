@@ -15,11 +15,10 @@ def threads_for_call(device: torch.device, requested: int | None | str = "auto")
     """The torch thread count for one run of model calls; None leaves torch's setting alone.
 
     ``"auto"`` (the engine's default) is torch's own setting: every core unless
-    the caller changed it. On the 2-core machine of benchmarks/README.md ("Threads")
-    two threads beat one on the user path at every case size, 1 x 64 to 16 x 128 by
-    1.4-1.7x, also beside a busy process on the other core; only 1 x 4,096 with
-    fp16 weights was 6% slower, within that run's noise. In a child forked after
-    multi-threaded work the answer is 1 (see :func:`forked_after_multithreaded_work`).
+    the caller changed it, at every case size: on two cores two threads beat one on
+    the user path at every size measured, also beside a busy process on the other
+    core (benchmarks/README.md, "Threads"). In a child forked after multi-threaded
+    work the answer is 1 (see :func:`forked_after_multithreaded_work`).
 
     >>> threads_for_call(torch.device("cpu"), 3), threads_for_call(torch.device("cuda"))
     (3, None)
