@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pii_frames.arrow import split_options
+from pii_frames.redaction.policy import refuse_key_in_pickle
 
 __all__ = ["worker_options", "threads_for", "rows_named"]
 
@@ -34,7 +35,7 @@ def worker_options(model: Any, policy: Any, options: Mapping[str, Any], *, where
     >>> worker_options(None, {"operator": "pseudonym", "key": "s3cret"}, {}, where="pii_frames.spark.redact_col")
     Traceback (most recent call last):
     ...
-    ValueError: pii_frames.spark.redact_col: the policy holds a literal key, which would be pickled to every worker; pass it by reference instead, e.g. Policy('pseudonym', key_env='PII_KEY'), and set PII_KEY on the workers from the cluster's secret store
+    pii_frames.redaction.policy.KeyInPickleError: pii_frames.spark.redact_col: the policy holds a literal key, which pickling would copy to wherever the pickle goes (worker processes, task queues, object stores, disk); give the key by reference, e.g. Policy('pseudonym', key_env='PII_KEY') with PII_KEY set on the workers from the cluster's secret store (read where the policy is used), or pass allow_key_in_pickle=True to carry it on purpose
     """
     if model is not None and hasattr(model, "detect_arrow"):
         raise TypeError(
@@ -43,13 +44,13 @@ def worker_options(model: Any, policy: Any, options: Mapping[str, Any], *, where
         )
     load_options, detect_options = split_options({**options, "policy": policy})
     shipped_policy = detect_options.get("policy")
-    if shipped_policy is not None and shipped_policy.has_key and shipped_policy.key_source is None:
+    if shipped_policy is not None and shipped_policy.holds_literal_key and not shipped_policy.allow_key_in_pickle:
+        # Policy's own pickling would refuse too, but only once the cluster is already scheduling work.
         keyed = next((op for op in ("pseudonym", "encrypt") if op == shipped_policy.operator
                       or op in shipped_policy.per_label.values()), "pseudonym")
-        raise ValueError(
-            f"{where}: the policy holds a literal key, which would be pickled to every worker; pass it by "
-            f"reference instead, e.g. Policy({keyed!r}, key_env='PII_KEY'), and set PII_KEY on the workers "
-            "from the cluster's secret store"
+        raise refuse_key_in_pickle(
+            f"{where}: the policy",
+            f"Policy({keyed!r}, key_env='PII_KEY') with PII_KEY set on the workers from the cluster's secret store",
         )
     return {**load_options, **detect_options}
 

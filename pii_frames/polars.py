@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 
 from pii_frames.arrow import CATEGORY_SUFFIX, SPANS_SUFFIX, detect_array
 from pii_frames.engine.schema import detect_type, span_type
+from pii_frames.redaction.policy import as_policy
 
 __all__ = [
     "SPAN_DTYPE",
@@ -114,8 +115,10 @@ def _options(
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     options = dict(extra)
+    # A dict policy becomes a Policy now: its key is hidden from repr and follows Policy's pickling rule
+    # (a literal key is not copied into a pickled expression unless allowed), and a bad spec fails here.
     for key, value in (
-        ("policy", policy),
+        ("policy", as_policy(policy)),
         ("output_mode", output_mode),
         ("decode_mode", decode_mode),
         ("device", device),

@@ -90,3 +90,84 @@ def test_cli_table_on_jsonl_with_a_bad_value_follows_on_error(tmp_path):
     assert [r["id"] for r in rows] == [1, 2, 3, 4]
     assert rows[1]["body"] is None and rows[3]["body"] is None
     assert rows[0]["body"] is not None and "ann@example.com" not in rows[0]["body"]
+
+
+# --------------------------------------------------------------- keys in pickles
+KEY = "correct horse battery staple"
+
+
+def test_a_policy_with_a_literal_key_is_pickled_only_on_purpose_and_then_says_so():
+    import copy
+    import pickle
+
+    from pii_frames import Policy
+    from pii_frames.redaction.policy import KeyInPickleError, policy_from_dict
+
+    literal = Policy("pseudonym", key=KEY, labels=["private_person"])
+    with pytest.raises(pickle.PicklingError, match="key_env") as refused:
+        pickle.dumps(literal)
+    assert isinstance(refused.value, (KeyInPickleError, ValueError)) and KEY not in str(refused.value)
+    assert copy.copy(literal) is literal and copy.deepcopy(literal) is literal  # immutable: no pickling needed
+
+    for allowed in (literal.allowing_key_in_pickle(), Policy("pseudonym", key=KEY, labels=["private_person"],
+                                                             allow_key_in_pickle=True),
+                    policy_from_dict({"operator": "pseudonym", "key": KEY, "labels": ["private_person"],
+                                      "allow_key_in_pickle": True})):
+        data = pickle.dumps(allowed)
+        assert KEY.encode() in data and b"this pickle holds a secret" in data
+        clone = pickle.loads(data)
+        assert clone == literal and clone.allow_key_in_pickle
+        assert clone.replacement("private_person", "Ann") == literal.replacement("private_person", "Ann")
+        assert "allow_key_in_pickle=True" in repr(clone) and KEY not in repr(clone)
+    assert literal.description() == literal.allowing_key_in_pickle().description()  # no output changes
+
+
+def test_a_key_reference_travels_as_the_reference_and_is_read_on_the_worker(monkeypatch):
+    import pickle
+
+    from pii_frames import Policy
+
+    by_reference = Policy("pseudonym", key_env="PII_TEST_MORE_KEY")
+    monkeypatch.setenv("PII_TEST_MORE_KEY", KEY)
+    by_reference.replacement("private_person", "Ann")  # resolved here: the resolved key must not travel
+    data = pickle.dumps(by_reference)
+    assert KEY.encode() not in data and b"PII_TEST_MORE_KEY" in data
+    code = ("import pickle, sys\n"
+            "print(pickle.loads(sys.stdin.buffer.read()).replacement('private_person', 'Ann'))\n")
+    worker = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=120,
+                            env={**os.environ, "PII_TEST_MORE_KEY": KEY})
+    assert worker.returncode == 0, worker.stderr.decode()
+    assert worker.stdout.decode().strip() == Policy("pseudonym", key=KEY).replacement("private_person", "Ann")
+    with pytest.raises(pickle.PicklingError):
+        pickle.dumps(Policy("pseudonym", key=KEY))
+
+
+def test_polars_expressions_hold_a_policy_so_its_key_follows_the_pickle_rule(monkeypatch):
+    # What Polars pickles with an expression (through cloudpickle) is its batch function.
+    import pickle
+
+    pytest.importorskip("polars")
+    import pii_frames.polars as pii_polars
+
+    literal = pii_polars._DetectBatch("redacted_text", None, pii_polars._options(
+        {"operator": "pseudonym", "key": KEY}, None, None, None, None, {}))
+    assert KEY not in repr(literal)
+    with pytest.raises(pickle.PicklingError, match="key_env"):
+        pickle.dumps(literal)
+    by_reference = pii_polars._DetectBatch("redacted_text", None, pii_polars._options(
+        {"operator": "pseudonym", "key_env": "PII_TEST_MORE_KEY"}, None, None, None, None, {}))
+    data = pickle.dumps(by_reference)
+    assert KEY.encode() not in data
+    assert pickle.loads(data).options["policy"].key_source == "env:PII_TEST_MORE_KEY"
+
+
+def test_ray_and_spark_follow_the_same_rule_before_any_work_is_scheduled():
+    from pii_frames import Policy
+    from pii_frames._workers import worker_options
+    from pii_frames.redaction.policy import KeyInPickleError
+
+    with pytest.raises(KeyInPickleError, match="literal key"):
+        worker_options(None, Policy("encrypt", key=KEY), {}, where="pii_frames.ray.redact")
+    shipped = worker_options(None, Policy("encrypt", key=KEY, allow_key_in_pickle=True), {}, where="pii_frames.ray.redact")
+    assert shipped["policy"].allow_key_in_pickle  # told to carry the key: it may go
+    assert worker_options(None, {"operator": "encrypt", "key_env": "PII_KEY"}, {}, where="x")["policy"].key_source

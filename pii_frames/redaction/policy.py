@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import pickle
 import re
 from typing import Iterable, Mapping
 
 __all__ = [
-    "DENY_LIST_LABEL", "KEEP_LAST_LABELS", "OPERATORS", "REDACTED_LABEL", "Policy", "as_policy", "placeholder_name",
-    "policy_from_dict",
+    "DENY_LIST_LABEL", "KEEP_LAST_LABELS", "OPERATORS", "REDACTED_LABEL", "KeyInPickleError", "Policy", "as_policy",
+    "placeholder_name", "policy_from_dict", "refuse_key_in_pickle",
 ]
 
 # Operators that need the secret key.
@@ -20,6 +21,34 @@ KEEP_LAST_LABELS = frozenset({"account_number", "private_phone"})
 REDACTED_LABEL = "redacted"
 # 16 hex digits = 64 bits: a collision between two of 100 million distinct values has odds ~3e-4.
 PSEUDONYM_HEX_DIGITS = 16
+#: Written into every pickle that carries a literal key, so whoever finds the bytes knows what they hold.
+PICKLE_HOLDS_SECRET = "this pickle holds a secret: the policy key, pickled because allow_key_in_pickle=True"
+
+
+class KeyInPickleError(pickle.PicklingError, ValueError):
+    """Pickling was refused because it would copy a literal key (see :func:`refuse_key_in_pickle`)."""
+
+
+def refuse_key_in_pickle(what: str, example: str = "Policy('pseudonym', key_env='PII_KEY')") -> KeyInPickleError:
+    """The error for pickling ``what`` while it holds a literal key: the one wording of the key-in-pickle rule.
+
+    The rule, for every object that carries a policy to another process
+    (:class:`Policy` itself, Airflow's ``SanitizeJob``, the Ray and Spark
+    adapters): a key given by reference (``key_env=``/``key_source=``)
+    travels as that reference and is read where the policy is used; a literal
+    ``key=`` is refused unless ``allow_key_in_pickle=True``, and a pickle made
+    with it says that it holds a secret (:data:`PICKLE_HOLDS_SECRET`).
+
+    >>> raise refuse_key_in_pickle("this Policy")
+    Traceback (most recent call last):
+    ...
+    pii_frames.redaction.policy.KeyInPickleError: this Policy holds a literal key, which pickling would copy to wherever the pickle goes (worker processes, task queues, object stores, disk); give the key by reference, e.g. Policy('pseudonym', key_env='PII_KEY') (read where the policy is used), or pass allow_key_in_pickle=True to carry it on purpose
+    """
+    return KeyInPickleError(
+        f"{what} holds a literal key, which pickling would copy to wherever the pickle goes (worker processes, task "
+        f"queues, object stores, disk); give the key by reference, e.g. {example} (read where the policy is used), "
+        "or pass allow_key_in_pickle=True to carry it on purpose"
+    )
 
 
 def placeholder_name(label: str) -> str:
@@ -57,6 +86,12 @@ class Policy:
         key_source: where to read the key when first needed: ``"env:NAME"``,
             ``"airflow-variable:NAME"`` or ``"airflow-connection:CONN_ID"`` (its password); see
             :func:`pii_frames.redaction.encryption.resolve_key_source`.
+        allow_key_in_pickle: let a Policy with a literal ``key=`` be pickled, key included
+            (the pickle then says it holds a secret). By default pickling it raises
+            :class:`KeyInPickleError`: a pickle goes to worker processes, task queues and
+            object stores, so give the key by reference (``key_env``/``key_source``), which
+            pickles as the reference and is read on the worker. Not part of equality or
+            :meth:`description` (it changes no output).
         labels: span labels to act on (default: all). Spans of other labels are neither replaced
             nor reported.
         per_label: ``{label: operator}`` overriding ``operator`` for those labels.
@@ -84,6 +119,13 @@ class Policy:
         '********'
         >>> policy.replacement("private_person", "Ada") == policy.replacement("private_person", "Ada")
         True
+        >>> import pickle
+        >>> pickle.dumps(policy)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        pii_frames.redaction.policy.KeyInPickleError: this Policy holds a literal key, which pickling would copy ...
+        >>> pickle.loads(pickle.dumps(Policy("pseudonym", key_env="PII_KEY")))
+        Policy(operator='pseudonym', key_source='env:PII_KEY')
     """
 
     __slots__ = (
@@ -100,6 +142,7 @@ class Policy:
         "mask_char",
         "keep_last",
         "recognizers",
+        "allow_key_in_pickle",
     )
 
     def __init__(
@@ -118,6 +161,7 @@ class Policy:
         mask_char: str = "*",
         keep_last: int = 4,
         recognizers=None,
+        allow_key_in_pickle: bool = False,
     ):
         set_ = object.__setattr__
         set_(self, "operator", _check_operator(operator, "operator"))
@@ -209,13 +253,40 @@ class Policy:
             if not isinstance(recognizers, RecognizerSet):
                 recognizers = RecognizerSet.from_config(recognizers)
         set_(self, "recognizers", recognizers)
+        if not isinstance(allow_key_in_pickle, bool):
+            raise TypeError(f"Policy allow_key_in_pickle must be True or False, got {allow_key_in_pickle!r}")
+        set_(self, "allow_key_in_pickle", allow_key_in_pickle)
 
     def __setattr__(self, name, value):
         raise AttributeError("Policy is immutable; build a new one")
 
     def __reduce__(self):
-        # Pickling (for worker processes) must carry the key; it stays out of repr and errors.
-        return (_rebuild_policy, (self._state(),))
+        # A key by reference travels as the reference; a literal key only when allowed, and then marked.
+        if not self.holds_literal_key:
+            return (_rebuild_policy, (self._state(),))
+        if not self.allow_key_in_pickle:
+            raise refuse_key_in_pickle("this Policy")
+        return (_rebuild_policy, (self._state(), True, PICKLE_HOLDS_SECRET))
+
+    def __copy__(self) -> Policy:
+        return self  # immutable: a copy (which would go through __reduce__) is the same policy
+
+    def __deepcopy__(self, memo: dict) -> Policy:
+        return self
+
+    def allowing_key_in_pickle(self) -> Policy:
+        """This policy with ``allow_key_in_pickle=True``: its pickles carry the literal key (and say so).
+
+        For a caller that was itself told to carry the key (``SanitizeJob(...,
+        allow_key_in_pickle=True)``). A policy without a literal key comes back as it is.
+
+        >>> policy = Policy("pseudonym", key="s3cret").allowing_key_in_pickle()
+        >>> import pickle; b"allow_key_in_pickle=True" in pickle.dumps(policy)
+        True
+        """
+        if not self.holds_literal_key or self.allow_key_in_pickle:
+            return self
+        return _rebuild_policy(self._state(), True)
 
     def _state(self) -> dict:
         return {
@@ -237,6 +308,15 @@ class Policy:
     def has_key(self) -> bool:
         """Whether a key or a key source is set (the key itself is not readable back)."""
         return self._key is not None or self.key_source is not None
+
+    @property
+    def holds_literal_key(self) -> bool:
+        """Whether the key itself was given (``key=``), rather than where to read it (``key_env``/``key_source``).
+
+        >>> Policy("pseudonym", key="s3cret").holds_literal_key, Policy("pseudonym", key_env="K").holds_literal_key
+        (True, False)
+        """
+        return self._key is not None
 
     def _secret(self) -> bytes:
         if self._key is not None:
@@ -375,6 +455,8 @@ class Policy:
             if name in ("operator", "key") or value == defaults[name]:
                 continue
             parts.append(f"{name}={value!r}")
+        if self.allow_key_in_pickle:
+            parts.append("allow_key_in_pickle=True")
         return f"Policy({', '.join(parts)})"
 
 
@@ -438,8 +520,9 @@ def jsonable(value):
     return repr(value)
 
 
-def _rebuild_policy(state: dict) -> Policy:
-    return Policy(**state)
+def _rebuild_policy(state: dict, allow_key_in_pickle: bool = False, note: str | None = None) -> Policy:
+    # ``note`` is PICKLE_HOLDS_SECRET in pickles that carry a key: it is there to be read, not used.
+    return Policy(**state, allow_key_in_pickle=allow_key_in_pickle)
 
 
 def policy_from_dict(spec: Mapping) -> Policy:
@@ -462,7 +545,7 @@ def policy_from_dict(spec: Mapping) -> Policy:
         raise TypeError(f"a policy spec must be a mapping of Policy arguments, got {type(spec).__name__}")
     spec = dict(spec)
     shown = {name: ("<hidden>" if name == "key" else value) for name, value in spec.items()}
-    known = set(_DEFAULT_STATE) | {"key_env"}
+    known = set(_DEFAULT_STATE) | {"key_env", "allow_key_in_pickle"}
     unknown = sorted(set(spec) - known)
     if unknown:
         raise ValueError(f"invalid policy {shown!r}: unknown key(s) {unknown}; known keys: {sorted(known)}")
