@@ -44,7 +44,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import pickle
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -79,7 +78,7 @@ from pii_frames.io.locations import (
 )
 from pii_frames.io.memory import release_memory
 from pii_frames.io.sql import SQLLocation
-from pii_frames.redaction.policy import jsonable
+from pii_frames.redaction.policy import PICKLE_HOLDS_SECRET, Policy, jsonable, refuse_key_in_pickle
 
 # The job's parts: parameters (params), output identity (fingerprints), never touching what is not
 # its own (safety), chunk execution (chunks), publishing with the audit (publish).
@@ -210,17 +209,16 @@ class SanitizeJob(SafetyChecks, ChunkSteps, PublishSteps):
         return literal_key_in(self.policy, self.policy_object)
 
     def __getstate__(self) -> dict[str, Any]:
+        # The key-in-pickle rule is redaction.policy's: refused unless allowed, and then marked.
         if self.holds_literal_key() and not self.allow_key_in_pickle:
-            raise pickle.PicklingError(
-                "this SanitizeJob's policy holds a literal key, which pickling would copy to wherever the pickle "
-                "goes (task queues, result backends, disk); give the key by reference, e.g. "
-                "policy={'operator': 'pseudonym', 'key_env': 'PII_KEY'} (read on the worker), or pass "
-                "allow_key_in_pickle=True to carry it on purpose"
-            )
+            raise refuse_key_in_pickle("this SanitizeJob's policy", "policy={'operator': 'pseudonym', 'key_env': 'PII_KEY'}")
         state = dict(self.__dict__)
         state["_detector"] = None  # a loaded model never travels; each worker loads its own
         if self.holds_literal_key():
-            state["_pickle_holds_secret"] = "yes: the policy key, pickled because allow_key_in_pickle=True"
+            state["policy_object"] = self.policy_object.allowing_key_in_pickle()
+            if isinstance(self.policy, Policy):
+                state["policy"] = self.policy.allowing_key_in_pickle()
+            state["_pickle_holds_secret"] = PICKLE_HOLDS_SECRET
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
