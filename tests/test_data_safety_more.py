@@ -171,3 +171,22 @@ def test_ray_and_spark_follow_the_same_rule_before_any_work_is_scheduled():
     shipped = worker_options(None, Policy("encrypt", key=KEY, allow_key_in_pickle=True), {}, where="pii_frames.ray.redact")
     assert shipped["policy"].allow_key_in_pickle  # told to carry the key: it may go
     assert worker_options(None, {"operator": "encrypt", "key_env": "PII_KEY"}, {}, where="x")["policy"].key_source
+
+
+# --------------------------------------------------------------- bounded memory
+@pytest.mark.skipif(not OPF_TINY.is_dir(), reason=f"shared fixture model {OPF_TINY} is absent")
+def test_loading_a_detector_bounds_the_native_kernel_caches_before_any_model_call():
+    # oneDNN's and ideep's per-shape caches (1,024 entries each by default) held ~430 MB and fragmented the
+    # heap over a long table run; the libraries read these variables at their first kernel.
+    from pii_frames.io.memory import NATIVE_CACHE_ENTRIES, NATIVE_CACHE_VARIABLES
+
+    code = ("import os, sys, pii_frames\n"
+            "pii_frames.load(sys.argv[1])\n"
+            "print(os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY'), os.environ.get('LRU_CACHE_CAPACITY'))\n")
+    env = {k: v for k, v in os.environ.items() if k not in NATIVE_CACHE_VARIABLES}
+    done = subprocess.run([sys.executable, "-c", code, str(OPF_TINY)], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == [str(NATIVE_CACHE_ENTRIES)] * 2
+    kept = subprocess.run([sys.executable, "-c", code, str(OPF_TINY)], env={**env, "LRU_CACHE_CAPACITY": "512"},
+                          capture_output=True, timeout=120)
+    assert kept.stdout.decode().split() == [str(NATIVE_CACHE_ENTRIES), "512"]  # the user's setting wins

@@ -1,9 +1,20 @@
-"""Give memory freed between batches back to the operating system.
+"""Keep a long run's memory flat: bound native per-shape caches, give freed memory back to the OS.
 
 Streaming a big table allocates and frees the same amount of memory for every
-batch. glibc's malloc keeps freed memory in its arenas rather than returning it,
-so the resident size of a long run grows far past what one batch needs (2.9 GB
-after four minutes on a 300 MB CSV, ~1.0 GB with a trim after each batch).
+batch. Two things made the resident size of a long run grow far past what one
+batch needs (2.9 GB after four minutes on a 300 MB CSV):
+
+- glibc's malloc keeps freed memory in its arenas rather than returning it
+  (~1.0 GB with a trim after each batch): :func:`release_memory`;
+- torch's oneDNN path caches compiled kernels per input shape, in oneDNN's
+  primitive cache and ideep's cache, 1,024 entries each by default. Every
+  model batch has other shapes (rows x tokens; rows per expert), so both fill
+  up: ~430 MB of live heap on the embedded model, and allocations scattered
+  around them fragment the heap, so the peak inside model calls crept up
+  batch after batch (0.74 -> 1.31 GB over 8 batches of 1,024 rows, still
+  rising). :func:`bound_native_caches` caps them at
+  :data:`NATIVE_CACHE_ENTRIES`: the peak stays at ~0.65 GB, with the same
+  CPU time per row (benchmarks/bench_memory.py, benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -11,8 +22,29 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 import sys
 from typing import Callable
+
+#: Entries kept by each of oneDNN's and ideep's per-shape caches (see the module docstring). Creating a
+#: kernel again when it was evicted costs microseconds to a millisecond; measured, no CPU time per row.
+NATIVE_CACHE_ENTRIES = 16
+#: The variables the two libraries read when they first create a kernel, i.e. at the first model call.
+NATIVE_CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+
+
+def bound_native_caches() -> dict[str, str]:
+    """Cap oneDNN's and ideep's per-shape kernel caches at :data:`NATIVE_CACHE_ENTRIES`; returns the settings.
+
+    The libraries read these variables once, when the process first runs a
+    oneDNN kernel, so this must run before the first model call (loading a
+    Detector does it). A value the user already set is kept.
+
+    >>> settings = bound_native_caches()
+    >>> sorted(settings) == sorted(NATIVE_CACHE_VARIABLES) and all(v.isdigit() for v in settings.values())
+    True
+    """
+    return {name: os.environ.setdefault(name, str(NATIVE_CACHE_ENTRIES)) for name in NATIVE_CACHE_VARIABLES}
 
 
 @functools.lru_cache(maxsize=1)
