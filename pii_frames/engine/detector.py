@@ -152,9 +152,6 @@ class Detector:
     """
 
     def __init__(self, shared, options: DetectOptions | None = None, **changes):
-        from pii_frames.io.memory import bound_native_caches
-
-        bound_native_caches()  # before the first model call, or a long run's memory keeps growing
         self._shared = shared
         # Keywords given here are settings (None included: recognizers=None turns patterns off).
         self.options = dataclasses.replace(options or DetectOptions(), **changes)

@@ -183,6 +183,7 @@ def load_shared_model(checkpoint_dir: Path, model_id: str, device: torch.device,
     """Load (or fetch from the process cache) one model per (checkpoint, device, dtype)."""
     from pii_frames.decode.labels import LabelSpace
     from pii_frames.decode.viterbi import load_calibration
+    from pii_frames.io.memory import bound_native_caches
     from pii_frames.model.checkpoint import load_model
     from pii_frames.text.tokenizer import load_tokenizer
 
@@ -191,6 +192,8 @@ def load_shared_model(checkpoint_dir: Path, model_id: str, device: torch.device,
         cached = _MODEL_CACHE.get(key)
         if cached is not None:
             return cached
+        # Before the model's first oneDNN kernel (it probes its kernels while loading), or the caps come too late.
+        bound_native_caches()
         model = load_model(checkpoint_dir, device=device, weight_dtype=weight_dtype)
         config = model.config
         tokenizer = load_tokenizer(checkpoint_dir, encoding=config.encoding, vocab_size=config.vocab_size)

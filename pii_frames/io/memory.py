@@ -37,8 +37,9 @@ def bound_native_caches() -> dict[str, str]:
     """Cap oneDNN's and ideep's per-shape kernel caches at :data:`NATIVE_CACHE_ENTRIES`; returns the settings.
 
     The libraries read these variables once, when the process first runs a
-    oneDNN kernel, so this must run before the first model call (loading a
-    Detector does it). A value the user already set is kept.
+    oneDNN kernel, so this must run before the model's first oneDNN call
+    (:func:`pii_frames.engine.loading.load_shared_model` calls it before
+    loading a model). A value the user already set is kept.
 
     >>> settings = bound_native_caches()
     >>> sorted(settings) == sorted(NATIVE_CACHE_VARIABLES) and all(v.isdigit() for v in settings.values())
