@@ -86,8 +86,11 @@ class CpuBackend:
             if moe.prepared.dtype == getattr(torch, self.weight_dtype):
                 return  # prepared by another CPU backend: the layout is the same
             self._restore(moe, moe.gate.weight.device)
-        moe.prepared = prepare_experts(moe.swiglu_weight, moe.swiglu_bias, moe.out_weight, moe.out_bias,
-                                       self.weight_dtype, self.kernels)
+        # One thread: thousands of small reorders spend longer in OpenMP barriers than in work (twice as
+        # long on two threads beside a busy process).
+        with torch_threads(1):
+            moe.prepared = prepare_experts(moe.swiglu_weight, moe.swiglu_bias, moe.out_weight, moe.out_bias,
+                                           self.weight_dtype, self.kernels)
         for name in _EXPERT_PARAMETERS:
             moe._parameters[name] = nn.Parameter(torch.empty(0), requires_grad=False)
 
