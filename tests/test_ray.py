@@ -20,7 +20,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import pii_frames  # noqa: E402
 import pii_frames.ray as pii_ray  # noqa: E402
 from pii_frames.arrow import detect_array  # noqa: E402
-from pii_frames.engine.detector import RowError  # noqa: E402
+from pii_frames.engine.rows import RowError  # noqa: E402
 from pii_frames.engine.schema import detect_type, spans_type  # noqa: E402
 
 from distributed_support import (  # noqa: E402
