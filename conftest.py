@@ -5,6 +5,7 @@ Airflow, dbt, Ray and Spark import their framework at module level, so without t
 examples cannot run; the tests of those extras skip with a reason in the same case.
 """
 
+import signal
 import sys
 from importlib.util import find_spec
 
@@ -39,6 +40,7 @@ _CLUSTER_EXAMPLES = {"ray.py": "_local_ray", "spark.py": "_local_spark"}
 def _local_ray():
     import ray
 
+    sigterm_before = signal.getsignal(signal.SIGTERM)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -49,6 +51,8 @@ def _local_ray():
             yield {}
         finally:
             ray.shutdown()
+            # ray.init's SIGTERM handler outlives shutdown and would kill the suite on a later SIGTERM.
+            signal.signal(signal.SIGTERM, sigterm_before)
 
 
 @pytest.fixture(scope="session")

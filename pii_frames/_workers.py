@@ -75,14 +75,14 @@ def rows_named(where: str, offset: int = 0) -> Iterator[None]:
     Workers see batches, not tables: the engine numbers rows from the start
     of its batch, so the error says which batch that was.
 
-    >>> from pii_frames.engine.detector import RowError
+    >>> from pii_frames.engine.rows import RowError
     >>> with rows_named("Spark partition 3", offset=1000):
     ...     raise RowError(2, ValueError("bad bytes"), "column 'body'")
     Traceback (most recent call last):
     ...
-    pii_frames.engine.detector.RowError: column 'body' (Spark partition 3), row 1002: ValueError: bad bytes (pass on_error='null' to keep the other rows)
+    pii_frames.engine.rows.RowError: column 'body' (Spark partition 3), row 1002: ValueError: bad bytes (pass on_error='null' to keep the other rows)
     """
-    from pii_frames.engine.detector import RowError
+    from pii_frames.engine.rows import RowError
 
     try:
         yield

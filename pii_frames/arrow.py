@@ -293,7 +293,7 @@ def _detect_column(values, name: str, model: Any, max_call_bytes: int | None, op
     slices = text_slices(values, max_call_bytes)
     if len(slices) <= 1:
         return detect_array(values, model=model, name=name, **options)
-    from pii_frames.engine.detector import RowError
+    from pii_frames.engine.rows import RowError
     from pii_frames.io.memory import release_memory
 
     parts = []

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pii_frames.arrow import as_text_array, detect_array
-from pii_frames.engine.detector import RowError, report_row_errors
+from pii_frames.engine.rows import RowError, report_row_errors
 
 __all__ = ["PiiSeriesAccessor"]
 

@@ -142,7 +142,7 @@ def test_bad_policy_mapping_hides_the_key():
 
 
 def test_detect_table_in_bounded_calls_gives_the_same_rows_and_names_bad_rows_in_the_table():
-    from pii_frames.engine.detector import RowError
+    from pii_frames.engine.rows import RowError
 
     rows = [f"row {i}: mail ann{i}@example.com" for i in range(40)]
     table = pa.table({"body": rows})

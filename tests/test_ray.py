@@ -7,6 +7,7 @@ write tasks (with ``num_cpus=1`` each, a 2-CPU Ray would wait for ever).
 from __future__ import annotations
 
 import array
+import signal
 import warnings
 
 import pytest
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import pii_frames  # noqa: E402
 import pii_frames.ray as pii_ray  # noqa: E402
 from pii_frames.arrow import detect_array  # noqa: E402
-from pii_frames.engine.detector import RowError  # noqa: E402
+from pii_frames.engine.rows import RowError  # noqa: E402
 from pii_frames.engine.schema import detect_type, spans_type  # noqa: E402
 
 from distributed_support import (  # noqa: E402
@@ -45,6 +46,7 @@ WORKERS = {"actors": 2, "num_cpus": 0.5}
 @pytest.fixture(scope="module")
 def load_log(tmp_path_factory):
     path = tmp_path_factory.mktemp("ray-load-log") / "loads.jsonl"
+    sigterm_before = signal.getsignal(signal.SIGTERM)
     with pytest.MonkeyPatch.context() as patch:
         # Read by the workers and by the driver at every execution (no usage reports, no metrics queries).
         patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
@@ -62,6 +64,9 @@ def load_log(tmp_path_factory):
             yield path
         finally:
             ray.shutdown()
+            # ray.init installs a SIGTERM handler that outlives shutdown and kills the process on SIGTERM:
+            # later tests of the same process install or expect the default one.
+            signal.signal(signal.SIGTERM, sigterm_before)
 
 
 @pytest.fixture()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -28,7 +27,8 @@ import pyarrow as pa
 import torch
 
 from pii_frames.engine.options import DetectOptions
-from pii_frames.engine.schema import detect_type, is_text_type
+from pii_frames.engine.rows import RowError, arrow_text_values, report_row_errors
+from pii_frames.engine.schema import is_text_type, results_to_arrow
 from pii_frames.engine.settings import env_flag, env_int
 
 PROGRESS_MIN_TOKENS = 20_000
@@ -36,63 +36,6 @@ SURROGATE_WARNING = (
     "Input text holds lone surrogates (not encodable as UTF-8); the model read each as U+FFFD, and the "
     "result keeps them as they are in the input."
 )
-
-
-class RowError(ValueError):
-    """A row could not be processed; ``row`` is its index in the input, ``column`` its column when known."""
-
-    def __init__(self, row: int, cause: BaseException, column: str | None = None):
-        self.row = row
-        self.cause = cause
-        self.column = column
-        where = f"{column}, row {row}" if column else f"row {row}"
-        super().__init__(f"{where}: {type(cause).__name__}: {cause} (pass on_error='null' to keep the other rows)")
-
-
-def report_row_errors(errors: Sequence[RowError], on_error: str, *, stacklevel: int = 3) -> None:
-    """The one on_error rule: raise the first error, or warn once naming the rows set to null.
-
-    Every adapter that finds bad rows before the engine sees them (pandas
-    surrogates, invalid UTF-8 in Arrow buffers) reports them through this.
-
-    >>> report_row_errors([], "raise")
-    """
-    if not errors:
-        return
-    errors = sorted(errors, key=lambda error: error.row)
-    if on_error == "raise":
-        raise errors[0]
-    rows = ", ".join(str(error.row) for error in errors[:20])
-    more = "" if len(errors) <= 20 else f" and {len(errors) - 20} more"
-    where = f" of {errors[0].column}" if errors[0].column else ""
-    warnings.warn(
-        f"pii_frames: {len(errors)} row(s){where} could not be processed and were set to null: rows {rows}{more}; "
-        f"first error: {errors[0].cause}",
-        RuntimeWarning,
-        stacklevel=stacklevel,
-    )
-
-
-def arrow_text_values(array: pa.Array, column: str | None = None) -> tuple[list, list[RowError]]:
-    """Python values of a text array; rows whose bytes are not valid UTF-8 become None plus a RowError.
-
-    >>> arrow_text_values(pa.array(["a", None]))
-    (['a', None], [])
-    """
-    try:
-        return array.to_pylist(), []
-    except UnicodeDecodeError:
-        pass
-    values: list = []
-    errors: list[RowError] = []
-    for row in range(len(array)):
-        try:
-            values.append(array[row].as_py())
-        except UnicodeDecodeError as error:
-            values.append(None)
-            errors.append(RowError(row, ValueError(f"the text is not valid UTF-8 ({error.reason} at byte "
-                                                   f"{error.start}); fix the encoding of the source"), column))
-    return values, errors
 
 
 def _keeps_input_outside_spans(original: str, decoded: str) -> bool:
@@ -596,40 +539,3 @@ class Detector:
 def _entry_bytes(text: str, analysis: Analysis) -> int:
     """Approximate memory of one cache entry: the key text, the decoded text and its spans."""
     return 2 * (len(text) + len(analysis.text)) + 64 * len(analysis.spans) + 200
-
-
-def results_to_arrow(results: Sequence, *, with_text: bool = False) -> pa.StructArray:
-    """Pack RedactionResult | None rows into the engine's StructArray (None -> null row).
-
-    Span structs hold no raw text unless ``with_text=True``.
-    """
-    redacted, spans, categories, labels, valid = [], [], [], [], []
-    for result in results:
-        if result is None:
-            redacted.append(None)
-            spans.append(None)
-            categories.append(None)
-            labels.append(None)
-            valid.append(False)
-            continue
-        row_spans = [
-            {"label": s.label, "start": s.start, "end": s.end, "score": float(s.score), "source": s.source}
-            for s in result.detected_spans
-        ]
-        if with_text:
-            for span_dict, span in zip(row_spans, result.detected_spans):
-                span_dict["text"] = span.text
-        redacted.append(result.redacted_text)
-        spans.append(row_spans)
-        categories.append(result.category)
-        labels.append(sorted({s["label"] for s in row_spans}))
-        valid.append(True)
-    fields = list(detect_type(with_text))
-    children = [
-        pa.array(redacted, type=fields[0].type),
-        pa.array(spans, type=fields[1].type),
-        pa.array(categories, type=fields[2].type),
-        pa.array(labels, type=fields[3].type),
-    ]
-    mask = pa.array([not v for v in valid], type=pa.bool_())
-    return pa.StructArray.from_arrays(children, fields=fields, mask=mask)

@@ -13,6 +13,8 @@ next to redacted columns in sanitized tables. Callers who need the raw values
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import pyarrow as pa
 
 SPAN_FIELDS = (
@@ -95,3 +97,40 @@ def is_text_type(dtype: pa.DataType) -> bool:
     if pa.types.is_dictionary(dtype):
         return is_text_type(dtype.value_type)
     return dtype in TEXT_TYPES or pa.types.is_null(dtype)
+
+
+def results_to_arrow(results: Sequence, *, with_text: bool = False) -> pa.StructArray:
+    """Pack RedactionResult | None rows into the engine's StructArray (None -> null row).
+
+    Span structs hold no raw text unless ``with_text=True``.
+    """
+    redacted, spans, categories, labels, valid = [], [], [], [], []
+    for result in results:
+        if result is None:
+            redacted.append(None)
+            spans.append(None)
+            categories.append(None)
+            labels.append(None)
+            valid.append(False)
+            continue
+        row_spans = [
+            {"label": s.label, "start": s.start, "end": s.end, "score": float(s.score), "source": s.source}
+            for s in result.detected_spans
+        ]
+        if with_text:
+            for span_dict, span in zip(row_spans, result.detected_spans):
+                span_dict["text"] = span.text
+        redacted.append(result.redacted_text)
+        spans.append(row_spans)
+        categories.append(result.category)
+        labels.append(sorted({s["label"] for s in row_spans}))
+        valid.append(True)
+    fields = list(detect_type(with_text))
+    children = [
+        pa.array(redacted, type=fields[0].type),
+        pa.array(spans, type=fields[1].type),
+        pa.array(categories, type=fields[2].type),
+        pa.array(labels, type=fields[3].type),
+    ]
+    mask = pa.array([not v for v in valid], type=pa.bool_())
+    return pa.StructArray.from_arrays(children, fields=fields, mask=mask)

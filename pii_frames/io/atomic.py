@@ -318,12 +318,17 @@ def terminate_on_signals(signals: tuple[int, ...] | None = None) -> Iterator[Non
     only for the first signal: a second one kills the process as usual (its
     temporaries are then swept by the next run).
 
+    Here on SIGUSR1, set to its default first: the example must not depend on
+    what the running process (a test runner, a notebook) did to SIGTERM.
+
+    >>> previous = signal.signal(signal.SIGUSR1, signal.SIG_DFL)
     >>> try:
-    ...     with terminate_on_signals():
-    ...         os.kill(os.getpid(), signal.SIGTERM)
+    ...     with terminate_on_signals((signal.SIGUSR1,)):
+    ...         os.kill(os.getpid(), signal.SIGUSR1)
     ... except Terminated as stop:
     ...     print(stop)
-    terminated by SIGTERM
+    terminated by SIGUSR1
+    >>> _ = signal.signal(signal.SIGUSR1, previous if previous is not None else signal.SIG_DFL)
     """
     if signals is None:
         signals = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s)

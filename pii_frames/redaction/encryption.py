@@ -8,7 +8,7 @@ holders of the key can turn back into the value::
      label         |  key id   payload (unpadded base64url of the AES-SIV output)
                    token format version
 
-- **label** is :func:`pii_frames.redaction.policy.placeholder_name` of the span's
+- **label** is :func:`pii_frames.redaction.operators.placeholder_name` of the span's
   label, as in the ``"placeholder"`` operator's ``<PRIVATE_EMAIL>``;
 - **key id** (``[A-Za-z0-9_-]{1,32}``) names the key that made the token, so
   keys can rotate: :func:`reveal` takes ``keys={key_id: key}``. It is given
@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 # from here, where Policy, the docs and users have found them.
 from .key_sources import KEY_SOURCE_KINDS, parse_key_source, resolve_key_source
 from .key_sources import secret_bytes as _secret_bytes
-from .policy import placeholder_name
+from .operators import placeholder_name
 
 __all__ = [
     "ENCRYPTED_TOKEN_RE",

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import pickle
-import re
 from typing import Iterable, Mapping
+
+from .operators import KEYED_OPERATORS, OPERATOR_FUNCTIONS, OPERATORS, placeholder_name
 
 __all__ = [
     "DENY_LIST_LABEL", "KEEP_LAST_LABELS", "OPERATORS", "REDACTED_LABEL", "KeyInPickleError", "Policy", "as_policy",
     "placeholder_name", "policy_from_dict", "refuse_key_in_pickle",
 ]
 
-# Operators that need the secret key.
-KEYED_OPERATORS = ("pseudonym", "encrypt")
 DENY_LIST_LABEL = "deny_list"
 # Labels a default "keep_last" operator applies to; other labels get placeholders unless named in per_label.
 KEEP_LAST_LABELS = frozenset({"account_number", "private_phone"})
 REDACTED_LABEL = "redacted"
-# 16 hex digits = 64 bits: a collision between two of 100 million distinct values has odds ~3e-4.
-PSEUDONYM_HEX_DIGITS = 16
 #: Written into every pickle that carries a literal key, so whoever finds the bytes knows what they hold.
 PICKLE_HOLDS_SECRET = "this pickle holds a secret: the policy key, pickled because allow_key_in_pickle=True"
 
@@ -49,16 +44,6 @@ def refuse_key_in_pickle(what: str, example: str = "Policy('pseudonym', key_env=
         f"queues, object stores, disk); give the key by reference, e.g. {example} (read where the policy is used), "
         "or pass allow_key_in_pickle=True to carry it on purpose"
     )
-
-
-def placeholder_name(label: str) -> str:
-    """Upper-case placeholder stem of a label, as the reference builds it.
-
-    Example:
-        >>> placeholder_name("private_person"), placeholder_name("e-mail"), placeholder_name("__")
-        ('PRIVATE_PERSON', 'E_MAIL', 'REDACTED')
-    """
-    return re.sub(r"[^A-Za-z0-9]+", "_", label.upper()).strip("_") or "REDACTED"
 
 
 class Policy:
@@ -412,7 +397,7 @@ class Policy:
             described[name] = jsonable(value)
         if self.has_key:
             described["key"] = [
-                _pseudonym(self, label, f"pii_frames fingerprint probe {label}")
+                OPERATOR_FUNCTIONS["pseudonym"](self, label, f"pii_frames fingerprint probe {label}")
                 for label in ("private_person", "private_email", "account_number", "secret")
             ]
         return described
@@ -458,47 +443,6 @@ class Policy:
         if self.allow_key_in_pickle:
             parts.append("allow_key_in_pickle=True")
         return f"Policy({', '.join(parts)})"
-
-
-def _placeholder(policy: Policy, label: str, value: str) -> str:
-    return f"<{placeholder_name(label)}>"
-
-
-def _mask(policy: Policy, label: str, value: str) -> str:
-    return policy.mask_char * len(value)
-
-
-def _keep_last(policy: Policy, label: str, value: str) -> str:
-    if len(value) <= policy.keep_last:
-        return policy.mask_char * len(value)
-    return policy.mask_char * (len(value) - policy.keep_last) + value[len(value) - policy.keep_last :]
-
-
-def _drop(policy: Policy, label: str, value: str) -> str:
-    return ""
-
-
-def _pseudonym(policy: Policy, label: str, value: str) -> str:
-    message = f"{label}\x00{value}".encode("utf-8", errors="surrogatepass")
-    digest = hmac.new(policy._secret(), message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_DIGITS]
-    return f"<{placeholder_name(label)}_{digest}>"
-
-
-def _encrypt(policy: Policy, label: str, value: str) -> str:
-    return policy.encryption_key().encrypt(label, value)
-
-
-# The operators, each a function (policy, label, value) -> replacement text. Adding an operator is one
-# function and one entry here (plus KEYED_OPERATORS when it needs the key).
-OPERATOR_FUNCTIONS = {
-    "placeholder": _placeholder,
-    "mask": _mask,
-    "pseudonym": _pseudonym,
-    "encrypt": _encrypt,
-    "keep_last": _keep_last,
-    "drop": _drop,
-}
-OPERATORS = tuple(OPERATOR_FUNCTIONS)
 
 
 def jsonable(value):
