@@ -5,6 +5,7 @@ Airflow, dbt, Ray and Spark import their framework at module level, so without t
 examples cannot run; the tests of those extras skip with a reason in the same case.
 """
 
+import logging
 import signal
 import sys
 from importlib.util import find_spec
@@ -28,6 +29,9 @@ def _installed(module: str) -> bool:
     except (ImportError, ValueError):
         return False
 
+
+# py4j logs at INFO from its finalizers at interpreter exit, after pytest closed the streams: noise.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 collect_ignore_glob = [pattern for pattern, module in _EXTRA_OF.items() if not _installed(module)]
 
