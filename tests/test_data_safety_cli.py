@@ -261,3 +261,14 @@ def test_model_calls_stay_bounded_whatever_batch_rows(tmp_path, monkeypatch):
     assert sum(calls) == total and max(calls) <= MODEL_CALL_BYTES
     expected = [None if r is None else r.redacted_text for r in pii_frames.load(MODEL).redact_many(rows)]
     assert pq.read_table(out).column("body").to_pylist() == expected
+
+
+def test_the_first_output_batch_is_small_whatever_batch_rows_says(tmp_path):
+    """The first rows reach the output within seconds: batches grow 1,024, 2,048, ... up to --batch-rows."""
+    source, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
+    table = write_input(source, rows=5000)
+    done = cli("table", str(source), "-c", "body", "-o", str(out), "--batch-rows", "8192")
+    assert done.returncode == 0, done.stderr.decode()
+    metadata = pq.ParquetFile(out).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [1024, 2048, 1928]
+    assert pq.read_table(out).column("id").to_pylist() == table.column("id").to_pylist()
