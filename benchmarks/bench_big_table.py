@@ -263,7 +263,7 @@ def profile_stages(csv_path: Path, out_dir: Path, args: argparse.Namespace) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=float, default=300.0, help="CSV size to generate (default 300)")
-    parser.add_argument("--batch-rows", type=int, default=1024, help="--batch-rows for the command (default 1024)")
+    parser.add_argument("--batch-rows", type=int, default=8192, help="--batch-rows for the command (default 8192, the CLI's)")
     parser.add_argument("--model", help="checkpoint (default: what pii-frames would use: the embedded model)")
     parser.add_argument("--timeout", type=float, help="stop the command with SIGTERM after this many seconds")
     parser.add_argument("--profile-rows", type=int, default=4096, help="rows for the stage breakdown (0: skip)")

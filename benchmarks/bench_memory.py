@@ -176,7 +176,7 @@ def probe(csv_path: Path, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=300.0, help="CSV size to generate in MB (default 300)")
-    parser.add_argument("--batch-rows", type=int, default=1024, help="--batch-rows for the command (default 1024)")
+    parser.add_argument("--batch-rows", type=int, default=8192, help="--batch-rows for the command (default 8192, the CLI's)")
     parser.add_argument("--model", help="checkpoint (default: what pii-frames would use: the embedded model)")
     parser.add_argument("--timeout", type=float, help="stop the command with SIGTERM after this many seconds")
     parser.add_argument("--no-command", action="store_true", help="skip the command (e.g. to probe only)")
