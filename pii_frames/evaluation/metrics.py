@@ -206,24 +206,6 @@ class TokenCounts:
     def f2(self) -> float | None:
         return _ratio(5 * self.tp, 5 * self.tp + 4 * self.fn + self.fp)
 
-    def overlap_total(self) -> SpanCounts:
-        """Overlap-matched span counts summed over labels."""
-        return _summed(self.overlap_per_label.values())
-
-    def source_counts(self, source: str, *, rule: str = "containment", label: str | None = None) -> SpanCounts:
-        """Span counts of one source under ``rule`` (``"containment"`` or ``"overlap"``), for one label or all.
-
-        >>> acc = MetricsAccumulator(["O", "B-x", "I-x", "E-x", "S-x"], ["x"])
-        >>> acc.add_example(gold_tokens=[0], pred_tokens=[0], gold_spans=[Span("x", 0, 7)],
-        ...                 pred_spans=[Span("x", 0, 3)], text="Ann Lee", source="tweets")
-        >>> acc.source_counts("tweets").recall, acc.source_counts("tweets", rule="overlap").recall
-        (0.0, 1.0)
-        """
-        table = self.per_source[source][rule]
-        if label is not None:
-            return table.get(label, SpanCounts())
-        return _summed(table.values())
-
     @property
     def loss(self) -> float | None:
         return _ratio(self.loss_sum, self.loss_tokens)
