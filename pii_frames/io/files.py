@@ -430,14 +430,13 @@ def ramp_up(tables: Iterable, batch_rows: int, first_rows: int = FIRST_BATCH_ROW
     limit = max(1, min(first_rows, batch_rows))
     for table in tables:
         offset = 0
-        while offset < table.num_rows:
-            if limit >= batch_rows and offset == 0:
-                yield table
-                break
+        while limit < batch_rows and offset < table.num_rows:
             piece = table.slice(offset, limit)
             offset += piece.num_rows
             yield piece
             limit = min(batch_rows, limit * 2)
+        if offset < table.num_rows:
+            yield table.slice(offset) if offset else table
 
 
 class FileSink:
