@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pii_frames.synthetic import KINDS, LOCALES, generate  # noqa: E402
+from pii_frames.synthetic.renamed import rename_people  # noqa: E402
 
 DEFAULT_OUT = REPO / "pii_frames" / "assets" / "default_model"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -36,7 +37,7 @@ REAL_NER = SHARED_DATA / "real-ner"
 SHIPPED_FILES = ("config.json", "model.safetensors", "viterbi_calibration.json")
 # The arguments that change the weights (the command in the model card repeats them).
 RECIPE_ARGS = ("seed", "stage1_steps", "stage1_learning_rate", "stage1_warmup_steps", "steps", "batch_size",
-               "learning_rate", "warmup_steps", "composed", "gaps", "real_repeats",
+               "learning_rate", "warmup_steps", "composed", "gaps", "real_repeats", "renamed_repeats",
                "hidden_size", "layers", "experts", "experts_per_token", "context", "vocab_size")
 
 
@@ -69,6 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "'none' trains on synthetic documents only")
     parser.add_argument("--real-repeats", type=int, default=3,
                         help="passes over real-ner train.jsonl inside the one pass over the mixed stream")
+    parser.add_argument("--renamed-repeats", type=int, default=0,
+                        help="further passes over real-ner train.jsonl with every person renamed (a new faker name "
+                             "of the same shape per pass, see synthetic.renamed)")
     parser.add_argument("--card-only", action="store_true",
                         help="only re-render --out/MODEL_CARD.md from --out/training_figures.json (no training)")
     parser.add_argument("--baseline", type=Path, default=None,
@@ -123,7 +127,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     real_train = read_real_ner(args.real_ner, "train") if args.real_ner is not None else []
-    real_records = real_train * args.real_repeats
+    real_records = real_train * args.real_repeats + [
+        record for repeat in range(args.renamed_repeats) for record in rename_people(real_train, seed=args.seed + repeat)]
     n_train = args.steps * args.batch_size
     n_synthetic = n_train - len(real_records)
     if n_synthetic < 0:

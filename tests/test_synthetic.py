@@ -239,3 +239,60 @@ def test_gap_public_text_stays_pii_free_and_heldout_pieces_are_separate():
     for pieces in (synthetic._HEADER_FROM, synthetic._REFERENCE_PERSON, synthetic._SOCIAL, synthetic._BARE_CELLS):
         train, heldout = synthetic._split_items(pieces, "train"), synthetic._split_items(pieces, "heldout")
         assert train and heldout and not set(train) & set(heldout)
+
+
+# -- real text with other names (synthetic.renamed) -------------------------------------------------------------
+
+def _real_like(text: str, *labelled: tuple[str, str]) -> dict:
+    """An opf record whose spans are the first occurrences of the given surfaces (from the left)."""
+    spans, cursor = {}, 0
+    for label, surface in labelled:
+        start = text.index(surface, cursor)
+        spans.setdefault(f"{label}: {surface}", []).append([start, start + len(surface)])
+        cursor = start + len(surface)
+    return {"text": text, "spans": spans}
+
+
+REAL_LIKE = [
+    {**_real_like("Charles J. Fillmore (August 9, 1929) taught at Berkeley. Fillmore's frames were read by "
+                  "Ludwig van Beethoven and JANE DOE; @fan said isabelle liked it.",
+                  ("private_person", "Charles J. Fillmore"), ("private_date", "August 9, 1929"),
+                  ("private_person", "Fillmore"), ("private_person", "Ludwig van Beethoven"),
+                  ("private_person", "JANE DOE"), ("private_person", "isabelle")),
+     "info": {"source": "gum/bio", "doc": "x"}},
+    {"text": "Nothing personal here.", "spans": {}, "info": {"source": "btc"}},
+]
+
+
+def test_renamed_people_keep_shape_case_context_and_exact_offsets():
+    from pii_frames.synthetic.renamed import rename_people
+
+    first, empty = rename_people(REAL_LIKE, seed=5)
+    assert empty["text"] == "Nothing personal here." and empty["spans"] == {}
+    assert first["info"] == {"source": "gum/bio", "doc": "x", "renamed": 5}
+    people = []
+    for key, offsets in first["spans"].items():
+        label, surface = key.split(": ", 1)
+        for start, end in offsets:
+            assert first["text"][start:end] == surface
+            people += [surface] if label == "private_person" else []
+    assert "private_date: August 9, 1929" in first["spans"]
+    assert " taught at Berkeley. " in first["text"] and "; @fan said " in first["text"]
+    assert "Fillmore" not in first["text"] and "Beethoven" not in first["text"]
+    full, family, composer, shouted, lower = people
+    assert re.fullmatch(r"\S+ [A-Z]\. \S+", full)            # the initial stays an initial
+    assert full.split()[-1] == family                         # one new family name for both mentions
+    assert " van " in composer                                # particles stay
+    assert shouted.isupper() and lower.islower()              # so does the letter case
+    assert rename_people(REAL_LIKE, seed=5) == rename_people(REAL_LIKE, seed=5)
+    assert rename_people(REAL_LIKE, seed=5) != rename_people(REAL_LIKE, seed=6)
+
+
+def test_renamed_people_read_back_as_training_examples(tmp_path):
+    from pii_frames.synthetic.renamed import rename_people
+
+    path = write_jsonl(tmp_path / "renamed.jsonl", rename_people(REAL_LIKE * 20, seed=1))
+    examples = read_examples(path)
+    assert len(examples) == 40
+    assert sum(len(ex.spans) for ex in examples) == 20 * 6
+    assert len({ex.text for ex in examples}) > 10             # every copy gets its own names
