@@ -46,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the package asset)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stage1-steps", type=int, default=3200,
-                        help="stage 1 (synthetic only, fresh model) optimizer steps")
+                        help="stage 1 (synthetic only, fresh model) optimizer steps; 0 trains a fresh model on the "
+                             "mixed stream of stage 2 alone")
     parser.add_argument("--stage1-learning-rate", type=float, default=2e-3)
     parser.add_argument("--stage1-warmup-steps", type=int, default=150)
     parser.add_argument("--base", type=Path, default=None,
@@ -91,6 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def architecture_of(args: argparse.Namespace) -> dict:
     """init_compact_model keyword arguments from the command line (head size 32, grouped-query heads)."""
     heads = max(2, args.hidden_size // 40)
+    heads += heads % 2  # grouped-query attention: twice as many query heads as key/value heads
     return dict(hidden_size=args.hidden_size, num_hidden_layers=args.layers, num_experts=args.experts,
                 experts_per_token=args.experts_per_token, head_dim=32, num_attention_heads=heads,
                 num_key_value_heads=max(1, heads // 2), context=args.context, vocab_size=args.vocab_size)
@@ -148,7 +150,13 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="pii-frames-default-model-"))
     stage1_seconds = None
     try:
-        if args.base is None:
+        if args.base is None and args.stage1_steps == 0:
+            # One stage: a fresh model learns from the mixed stream directly.
+            architecture = architecture_of(args)
+            base = init_compact_model(**architecture, doc_class_names=KINDS, seed=args.seed)
+            log(f"stage 1 skipped: a fresh model, {sum(p.numel() for p in base.parameters()) / 1e6:.2f}M parameters, "
+                f"{architecture}")
+        elif args.base is None:
             # Stage 1, the synthetic-only recipe of the previous default: a fresh model learns the structured kinds.
             architecture = architecture_of(args)
             model = init_compact_model(**architecture, doc_class_names=KINDS, seed=args.seed)
@@ -170,7 +178,7 @@ def main(argv=None) -> int:
             f"{args.real_repeats})")
         train = generate(n_synthetic, seed=args.seed + 10, templates="train", composed=args.composed,
                          gaps=args.gaps) + real_records
-        result = finetune(train, work / "checkpoint", base=str(base), lr=args.learning_rate,
+        result = finetune(train, work / "checkpoint", base=str(base) if isinstance(base, Path) else base, lr=args.learning_rate,
                           warmup_steps=args.warmup_steps, **common)
         del train
         train_seconds = result.summary["elapsed_s"]
