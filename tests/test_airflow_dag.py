@@ -120,7 +120,8 @@ def task_states(dagrun) -> dict[tuple[str, int], str]:
     return {(ti.task_id, ti.map_index): str(ti.state) for ti in dagrun.get_task_instances()}
 
 
-def contact_table(rows: int) -> tuple[pa.Table, list[str], list[str]]:
+def contact_table(rows: int) -> tuple[pa.Table, list[str], list[str], dict[int, str]]:
+    """A table of contact notes (a null every 50 rows) and the emails, phones and names (by row id) in it."""
     from faker import Faker
 
     fake = Faker("en_US")
@@ -131,7 +132,7 @@ def contact_table(rows: int) -> tuple[pa.Table, list[str], list[str]]:
         "New contact: {email}, phone {phone}.",
         "{name} asked to be called back at {phone} (mail: {email}).",
     )
-    bodies, emails, phones = [], [], []
+    bodies, emails, phones, names = [], [], [], {}
     for i in range(rows):
         if i % 50 == 0:
             bodies.append(None)
@@ -139,9 +140,13 @@ def contact_table(rows: int) -> tuple[pa.Table, list[str], list[str]]:
         email, phone = fake.unique.email(), fake.numerify(fake.random_element(("###-###-####", "(###) ###-####")))
         emails.append(email)
         phones.append(phone)
-        bodies.append(templates[i % len(templates)].format(name=fake.name(), email=email, phone=phone))
+        template = templates[i % len(templates)]
+        name = fake.name()
+        if "{name}" in template:
+            names[i] = name
+        bodies.append(template.format(name=name, email=email, phone=phone))
     table = pa.table({"id": pa.array(range(rows), pa.int64()), "body": bodies, "region": [f"r{i % 7}" for i in range(rows)]})
-    return table, emails, phones
+    return table, emails, phones, names
 
 
 def test_dag_folder_imports_without_errors(airflow_home):
@@ -156,7 +161,7 @@ def test_dag_folder_imports_without_errors(airflow_home):
 def example_dag_runs(airflow_home, tmp_path_factory):
     """Three runs of the example DAG: one whose chunks >= 2 crash, a resuming run, then a no-op run."""
     work = tmp_path_factory.mktemp("pii_dag_run")
-    table, emails, phones = contact_table(ROWS)
+    table, emails, phones, names = contact_table(ROWS)
     source = work / "contacts.parquet"
     pq.write_table(table, source, row_group_size=ROWS_PER_CHUNK)
     destination = work / "clean"
@@ -198,6 +203,7 @@ def example_dag_runs(airflow_home, tmp_path_factory):
         "table": table,
         "emails": emails,
         "phones": phones,
+        "names": names,
         "destination": destination,
         "failed": failed,
         "resumed": resumed,
@@ -244,6 +250,23 @@ def test_no_email_or_phone_of_the_input_remains(example_dag_runs):
     assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text)
 
 
+@pytest.mark.xfail(strict=True, reason="issue 15 target, not met by the shipped default model yet (464 of 3,700 "
+                   "names left whole or in part): remove this mark with the model that meets it")
+def test_every_name_of_the_input_is_redacted_whole(example_dag_runs):
+    # Word by word within its row, so that a half-redacted name ("<PRIVATE_PERSON> Hunt") counts as a leak;
+    # titles and suffixes faker adds ("Dr.", "MD", "Jr.") may stay, as annotators leave them outside the span.
+    table = pq.read_table(example_dag_runs["destination"]).sort_by("id")
+    title = re.compile(r"(?:Mrs?|Ms|Miss|Dr|Prof|MD|DDS|DVM|PhD|Jr|Sr|II|III|IV|V)\.?$")
+    leaked = []
+    for row_id, body in zip(table.column("id").to_pylist(), table.column("body").to_pylist()):
+        name = example_dag_runs["names"].get(row_id)
+        if name is not None:
+            words = set(re.findall(r"[^\W\d_][\w'-]*", body))
+            leaked += [(name, body)] if any(part.strip(".") in words for part in name.split()
+                                              if not title.match(part)) else []
+    assert example_dag_runs["names"] and not leaked, f"{len(leaked)} names not redacted whole, e.g. {leaked[:5]}"
+
+
 def test_audit_table_is_complete(example_dag_runs):
     failed, resumed = example_dag_runs["failed"], example_dag_runs["resumed"]
     audit = pq.read_table(str(example_dag_runs["destination"]) + "_pii_audit.parquet").to_pylist()
@@ -279,7 +302,7 @@ def test_second_run_after_success_is_a_no_op(example_dag_runs):
 
 def test_operator_sanitizes_a_duckdb_table(airflow_home, tmp_path):
     database = tmp_path / "warehouse.duckdb"
-    table, _, _ = contact_table(200)
+    table, _, _, _ = contact_table(200)
     with duckdb.connect(str(database)) as con:
         con.register("contacts", table)
         con.execute("CREATE TABLE raw_contacts AS SELECT * FROM contacts")
