@@ -352,7 +352,7 @@ def model_card(figures: dict, previous_card: str | None = None) -> str:
     arch, recipe = figures["architecture"], figures["recipe"]
     heldout, sample, real = figures["heldout"], figures.get("opf_sample"), figures.get("real_ner_validation")
     command = "python scripts/train_default_model.py " + " ".join(
-        f"--{name.replace('_', '-')} {recipe[name]}" for name in RECIPE_ARGS)
+        f"--{name.replace('_', '-')} {recipe[name]}" for name in RECIPE_ARGS if name in recipe)
     sample_section = "opf's sample file was not available when this model was trained.\n"
     if sample is not None:
         rows = []
@@ -387,13 +387,28 @@ def model_card(figures: dict, previous_card: str | None = None) -> str:
     if previous_card and _KEPT_SECTION in previous_card:
         kept = "\n" + previous_card[previous_card.index(_KEPT_SECTION):].split("\n## ", 2)[0].rstrip() + "\n"
         kept = kept if kept.startswith("\n## ") else "\n" + kept
+    renamed = recipe.get("renamed_repeats", 0)
+    renamed_note = "" if not renamed else (
+        f" and {renamed} more time{'s' if renamed > 1 else ''} with every person renamed "
+        "(`pii_frames.synthetic.renamed.rename_people`: a faker name of the same shape from one of 25 locales, "
+        "initials, particles and letter case kept, so the contexts are what the model learns, not the names)")
     final = figures["final"]
+    stage1_note = ""
     if figures.get("stage1_base"):
         stage1_note = ("For the shipped weights stage 1 was not rerun: stage 2 started (`--base`) from the previous "
                        "default's weights, which are this stage's output (commit 8921c38, byte-identical across runs "
                        "then).")
-    else:
+    elif figures.get("stage1_seconds") is not None:
         stage1_note = f"Trained in {figures['stage1_seconds'] / 60:.1f} minutes in this run."
+    stage1_item = (
+        f"1. **Stage 1** (synthetic only; the previous default's recipe): `init_compact_model(...)` (seed "
+        f"{recipe['seed']}),\n   {recipe['stage1_steps']} steps of {recipe['batch_size']} documents, learning rate "
+        f"{recipe['stage1_learning_rate']} with\n   {recipe['stage1_warmup_steps']} warm-up steps, "
+        f"{recipe['composed']:.0%} composed documents, no gap documents\n   (about 23 minutes on one CPU thread). "
+        f"{stage1_note}")
+    if recipe.get("stage1_steps") == 0 and not figures.get("stage1_base"):
+        stage1_item = (f"1. **Stage 1** is not run (`--stage1-steps 0`): a fresh `init_compact_model(...)` (seed "
+                       f"{recipe['seed']}) learns from stage 2's mix alone.")
     return f"""# pii_frames default model (compact; real and synthetic training text)
 
 The model `pii_frames.load()` falls back to when neither `PII_FRAMES_MODEL` nor a local
@@ -419,7 +434,8 @@ document kinds. It is meant for demos, tests and pipelines that must run anywher
 
 * **Real text**: the {figures['real_ner_windows']:,} windows of real-ner's `train.jsonl` (human-annotated person
   names and regex-checked calendar dates in running text from 8 corpora; read from `../shared/data/real-ner`,
-  never copied), each seen {figures['real_repeats']} times. Its `validation.jsonl` is held out for evaluation.
+  never copied), each seen {figures['real_repeats']} times as written{renamed_note}. Its `validation.jsonl` is held
+  out for evaluation.
 * **Synthetic documents** ({figures['synthetic_examples']:,}): `pii_frames.synthetic.generate(...,
   templates="train", composed={recipe['composed']}, gaps={recipe['gaps']})`: faker values in {', '.join(LOCALES)}
   inside hand-written templates of {len(KINDS)} document kinds, {recipe['composed']:.0%} of the rest assembled from
@@ -443,10 +459,7 @@ Both stages use `pii_frames.training.finetune`: fp32 AdamW (weight decay 0.01, g
 decay, n_ctx 256, token cross-entropy + 0.5 × document-kind cross-entropy (synthetic documents only), one pass
 over freshly generated data, stored as float16.
 
-1. **Stage 1** (synthetic only; the previous default's recipe): `init_compact_model(...)` (seed {recipe['seed']}),
-   {recipe['stage1_steps']} steps of {recipe['batch_size']} documents, learning rate {recipe['stage1_learning_rate']} with
-   {recipe['stage1_warmup_steps']} warm-up steps, {recipe['composed']:.0%} composed documents, no gap documents
-   (about 23 minutes on one CPU thread). {stage1_note}
+{stage1_item}
 2. **Stage 2** (real + synthetic): {figures['steps']} steps of {recipe['batch_size']} windows over the shuffled mix
    above, learning rate {recipe['learning_rate']} with {recipe['warmup_steps']} warm-up steps; {figures['train_tokens']:,}
    training tokens; {figures['train_seconds'] / 60:.1f} minutes on one CPU thread (torch {figures['torch_version']}) of a
