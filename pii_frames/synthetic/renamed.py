@@ -14,10 +14,8 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 
-from faker import Faker
-
 from pii_frames.synthetic.templates import LOCALES
-from pii_frames.synthetic.values import _hash_independent
+from pii_frames.synthetic.values import shared_faker
 
 PERSON_LABEL = "private_person"
 # Where the new names come from: the synthetic locales (English twice as likely) and other Latin-script ones,
@@ -28,15 +26,6 @@ RENAME_LOCALES = LOCALES + ("en_US", "en_GB", "pl_PL", "pt_BR", "tr_TR", "sv_SE"
 _KEPT_WORDS = frozenset({"de", "da", "di", "del", "della", "van", "von", "der", "den", "ter", "la", "le", "du",
                          "al", "el", "bin", "ibn", "bint", "y", "e", "of", "jr", "sr", "ii", "iii", "iv", "st"})
 _NAME_PART = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
-_FAKERS: dict[str, Faker] = {}
-
-
-def _faker(locale: str) -> Faker:
-    if locale not in _FAKERS:
-        _FAKERS[locale] = _hash_independent(Faker(locale))
-    return _FAKERS[locale]
-
-
 def _single_word(make) -> str:
     """A faker name reduced to its first word (some locales give "María José" or "van den Berg")."""
     for _ in range(5):
@@ -60,7 +49,7 @@ class _Renamer:
 
     def __init__(self, rng: random.Random, locale: str):
         self.rng = rng
-        self.fake = _faker(locale)
+        self.fake = shared_faker(locale)
         self.fake.seed_instance(rng.getrandbits(32))
         self.parts: dict[str, str] = {}
 

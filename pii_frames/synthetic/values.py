@@ -429,7 +429,7 @@ _SLOTS: dict[str, SlotFunction] = {
 _FOREIGN_LOCALES = ("pl_PL", "pt_BR", "tr_TR", "sv_SE", "cs_CZ", "fi_FI", "ro_RO", "hu_HU", "vi_VN", "id_ID",
                     "en_IN", "ga_IE", "hr_HR", "da_DK", "no_NO", "yo_NG", "zu_ZA", "fil_PH", "ru_RU", "el_GR",
                     "uk_UA", "ja_JP", "zh_CN", "ko_KR")
-_FOREIGN_FAKERS: dict[str, Faker] = {}
+_FAKERS: dict[str, Faker] = {}
 _CAPITAL_WORDS = ("Feedback", "Update", "Reminder", "Note", "Summary", "Question", "Request", "Complaint",
                   "Thanks", "Welcome", "Urgent", "Follow-up", "Hunt", "Green", "Rose", "Young", "Bill", "Mark",
                   "Will", "Grant", "Page", "Hope", "Faith", "Joy", "Frank", "Sterling", "Lane", "Park", "Brown",
@@ -438,9 +438,7 @@ _CAPITAL_WORDS = ("Feedback", "Update", "Reminder", "Note", "Summary", "Question
 
 def _foreign_name(rng: random.Random) -> str:
     locale = rng.choice(_FOREIGN_LOCALES)
-    if locale not in _FOREIGN_FAKERS:
-        _FOREIGN_FAKERS[locale] = _hash_independent(Faker(locale))
-    fake = _FOREIGN_FAKERS[locale]
+    fake = shared_faker(locale)
     fake.seed_instance(rng.getrandbits(32))
     first, last = fake.first_name(), fake.last_name()
     if locale in ("ja_JP", "zh_CN"):
@@ -475,6 +473,13 @@ def _case_number(rng: random.Random) -> str:
         f"[{rng.randint(1990, 2026)}] EWHC {rng.randint(1, 3999)} (Ch)", f"{rng.randint(1, 12)} StR {rng.randint(1, 999)}/{yy}",
         f"IV ZR {rng.randint(1, 400)}/{yy}", f"T-{rng.randint(1, 999)}/{yy}",
     ))
+
+
+def shared_faker(locale: str) -> Faker:
+    """One hash-independent Faker per locale for this process; callers seed it before every use."""
+    if locale not in _FAKERS:
+        _FAKERS[locale] = _hash_independent(Faker(locale))
+    return _FAKERS[locale]
 
 
 def _hash_independent(fake: Faker) -> Faker:
