@@ -150,36 +150,31 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="pii-frames-default-model-"))
     stage1_seconds = None
     try:
-        if args.base is None and args.stage1_steps == 0:
-            # One stage: a fresh model learns from the mixed stream directly.
-            architecture = architecture_of(args)
-            base = init_compact_model(**architecture, doc_class_names=KINDS, seed=args.seed)
-            log(f"stage 1 skipped: a fresh model, {sum(p.numel() for p in base.parameters()) / 1e6:.2f}M parameters, "
-                f"{architecture}")
-        elif args.base is None:
-            # Stage 1, the synthetic-only recipe of the previous default: a fresh model learns the structured kinds.
-            architecture = architecture_of(args)
-            model = init_compact_model(**architecture, doc_class_names=KINDS, seed=args.seed)
-            log(f"stage 1: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {architecture}; "
-                f"generating {args.stage1_steps * args.batch_size} synthetic documents")
-            stage1_train = generate(args.stage1_steps * args.batch_size, seed=args.seed, templates="train",
-                                    composed=args.composed)
-            stage1 = finetune(stage1_train, work / "stage1", base=model, lr=args.stage1_learning_rate,
-                              warmup_steps=args.stage1_warmup_steps, **common)
-            stage1_seconds = stage1.summary["elapsed_s"]
-            del stage1_train, model
-            base = work / "stage1"
-            log(f"stage 1 trained in {stage1_seconds:.0f}s")
-        else:
+        if args.base is not None:
             base = args.base
             log(f"stage 1 skipped: starting from {base}")
+        else:
+            architecture = architecture_of(args)
+            base = init_compact_model(**architecture, doc_class_names=KINDS, seed=args.seed)
+            log(f"a fresh model: {sum(p.numel() for p in base.parameters()) / 1e6:.2f}M parameters, {architecture}")
+        if args.base is None and args.stage1_steps:
+            # Stage 1, the synthetic-only recipe of the previous default: a fresh model learns the structured kinds.
+            log(f"stage 1: generating {args.stage1_steps * args.batch_size} synthetic documents")
+            stage1_train = generate(args.stage1_steps * args.batch_size, seed=args.seed, templates="train",
+                                    composed=args.composed)
+            stage1 = finetune(stage1_train, work / "stage1", base=base, lr=args.stage1_learning_rate,
+                              warmup_steps=args.stage1_warmup_steps, **common)
+            stage1_seconds = stage1.summary["elapsed_s"]
+            del stage1_train
+            base = work / "stage1"
+            log(f"stage 1 trained in {stage1_seconds:.0f}s")
         # Stage 2: real-ner's training windows mixed into fresh synthetic documents (with the gap documents).
         log(f"stage 2: generating {n_synthetic} synthetic documents (+ {len(real_train)} real-ner windows x "
-            f"{args.real_repeats})")
+            f"{args.real_repeats}, renamed x {args.renamed_repeats})")
         train = generate(n_synthetic, seed=args.seed + 10, templates="train", composed=args.composed,
                          gaps=args.gaps) + real_records
-        result = finetune(train, work / "checkpoint", base=str(base) if isinstance(base, Path) else base, lr=args.learning_rate,
-                          warmup_steps=args.warmup_steps, **common)
+        result = finetune(train, work / "checkpoint", base=str(base) if isinstance(base, Path) else base,
+                          lr=args.learning_rate, warmup_steps=args.warmup_steps, **common)
         del train
         train_seconds = result.summary["elapsed_s"]
         log(f"stage 2 trained in {train_seconds:.0f}s")
