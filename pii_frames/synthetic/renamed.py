@@ -26,6 +26,8 @@ RENAME_LOCALES = LOCALES + ("en_US", "en_GB", "pl_PL", "pt_BR", "tr_TR", "sv_SE"
 _KEPT_WORDS = frozenset({"de", "da", "di", "del", "della", "van", "von", "der", "den", "ter", "la", "le", "du",
                          "al", "el", "bin", "ibn", "bint", "y", "e", "of", "jr", "sr", "ii", "iii", "iv", "st"})
 _NAME_PART = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+
+
 def _single_word(make) -> str:
     """A faker name reduced to its first word (some locales give "María José" or "van den Berg")."""
     for _ in range(5):
