@@ -190,6 +190,8 @@ def main(argv=None) -> int:
         heldout_report = evaluate(detector, heldout, progress=True)
         log(f"held-out templates: span F1 {_fmt(heldout_report.span.f1)} (P {_fmt(heldout_report.span.precision)}, "
             f"R {_fmt(heldout_report.span.recall)}); document accuracy {_fmt(heldout_report.document_accuracy)}")
+        heldout_untyped = evaluate(detector, heldout, progress=False, mode="untyped")
+        log(f"held-out templates, any label: span recall {_fmt(heldout_untyped.span.recall)}")
         sample_report = None
         if args.opf_sample.is_file():
             sample_report = evaluate(detector, args.opf_sample, progress=False)
@@ -224,6 +226,7 @@ def main(argv=None) -> int:
             "train_seconds": train_seconds,
             "final": result.epochs[-1],
             "heldout": heldout_report.to_dict(),
+            "heldout_untyped": heldout_untyped.to_dict(),
             "opf_sample": sample_report.to_dict() if sample_report is not None else None,
             "real_ner_validation": real_report.to_dict() if real_report is not None else None,
             "opf_sample_predictions": ([{"text": item["text"], "predicted_spans": item["predicted_spans"]}
@@ -297,6 +300,8 @@ def _comparison_table(new: dict, old: dict) -> str:
             ("real-ner validation: all labels F1 (containment)", "real_ner_validation", None, "containment"),
             ("held-out templates: typed span F1", "heldout", None, "containment"),
             ("held-out templates: lowest label F1", "heldout", "min", "containment"),
+            ("held-out templates: span recall, any label (what redaction hides)", "heldout_untyped", "recall",
+             "containment"),
             ("opf sample: gold spans found", "opf_sample", "found", "containment")]
     lines = ["| measure | previous default | this model |", "|---|---:|---:|"]
     for name, key, label, rule in rows:
@@ -305,6 +310,8 @@ def _comparison_table(new: dict, old: dict) -> str:
             report = figures.get(key)
             if report is None:
                 values.append("-")
+            elif label == "recall":
+                values.append(_fmt(report["summary"]["span_recall"]))
             elif label == "min":
                 values.append(_fmt(min(c["f1"] or 0.0 for c in report["per_label"].values() if c["gold"])))
             elif label == "found":
@@ -373,6 +380,10 @@ def model_card(figures: dict, previous_card: str | None = None) -> str:
             + _source_table(real, "private_person") + "\n\nMissed private_person spans (containment rule), by "
             "what was predicted instead: " + (", ".join(f"{k} {v}" for k, v in confusion.items()) or "none")
             + " (`partial`: a person span with other edges; `missed`: nothing overlapping).\n")
+    untyped = figures.get("heldout_untyped")  # recorded since session 8; older figures lack it
+    untyped_sentence = "" if untyped is None else (
+        f" Whatever the label, the predicted spans contain {_fmt(untyped['summary']['span_recall'])} of the gold "
+        "spans (span recall, any label: what redaction hides).")
     comparison = ""
     if figures.get("baseline"):
         comparison = ("\n## Compared with the previous default\n\nSame files, same `pii-frames eval` scoring; the "
@@ -474,7 +485,7 @@ containment rule, "overlap F1" counts any shared character with a same-label spa
 {heldout['summary']['examples']} synthetic documents from templates never used in training (all locales;
 `pii-frames synth --n {heldout['summary']['examples']} --templates heldout --seed {recipe['seed'] + 2}`): typed span F1
 **{_fmt(heldout['summary']['span_f1'])}** (precision {_fmt(heldout['summary']['span_precision'])}, recall
-{_fmt(heldout['summary']['span_recall'])}); document-kind accuracy {_fmt(heldout['summary']['document_accuracy'])}.
+{_fmt(heldout['summary']['span_recall'])}); document-kind accuracy {_fmt(heldout['summary']['document_accuracy'])}.{untyped_sentence}
 
 {_per_label_table(heldout)}
 
@@ -508,11 +519,11 @@ def card_only(args: argparse.Namespace) -> int:
         clear_model_cache()
         detector = load(str(args.baseline), device="cpu")
         recipe = figures["recipe"]
+        heldout = generate(figures["heldout"]["summary"]["examples"], seed=recipe["seed"] + 2, templates="heldout")
         baseline = {"parameters": sum(p.numel() for p in detector.model.parameters()),
                     "size_bytes": (args.baseline / "model.safetensors").stat().st_size,
-                    "heldout": evaluate(detector, generate(figures["heldout"]["summary"]["examples"],
-                                                           seed=recipe["seed"] + 2, templates="heldout"),
-                                        progress=False).to_dict()}
+                    "heldout": evaluate(detector, heldout, progress=False).to_dict(),
+                    "heldout_untyped": evaluate(detector, heldout, progress=False, mode="untyped").to_dict()}
         if args.opf_sample.is_file():
             baseline["opf_sample"] = evaluate(detector, args.opf_sample, progress=False).to_dict()
         if args.real_ner is not None and (args.real_ner / "validation.jsonl").is_file():
