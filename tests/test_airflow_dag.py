@@ -19,14 +19,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from faker_names import core_name
 
 from pii_frames.airflow.jobs import SanitizeJob
 
 pytestmark = pytest.mark.airflow
 
 REPO = Path(__file__).resolve().parents[1]
-from faker_names import core_name  # noqa: E402
-
 from shared_paths import OPF_TINY  # noqa: E402
 
 TINY = str(OPF_TINY)

@@ -83,13 +83,9 @@ def test_generalises_to_held_out_templates(detector):
 def test_model_card_is_the_one_the_recorded_figures_give(tmp_path):
     # The card is written by scripts/train_default_model.py from training_figures.json; re-rendering it must give
     # the shipped text (so no figure in it was edited by hand), keeping its measured "What each change bought".
-    import importlib.util
     import shutil
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "train_default_model.py"
-    spec = importlib.util.spec_from_file_location("train_default_model", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _training_script()
     for name in ("training_figures.json", "MODEL_CARD.md"):
         shutil.copyfile(DEFAULT_DIR / name, tmp_path / name)
     assert module.main(["--card-only", "--out", str(tmp_path)]) == 0
@@ -102,21 +98,28 @@ def test_model_card_is_the_one_the_recorded_figures_give(tmp_path):
 def test_comparison_table_shows_what_redaction_hides_on_held_out_templates():
     # Typed F1 counts an account number tagged as a phone as a miss; the any-label recall row shows whether the
     # value was hidden all the same, and it must be read from the untyped report, not the typed one.
-    import importlib.util
-
     from pii_frames.evaluation.evaluate import evaluate
     from pii_frames.synthetic import generate
+
+    module = _training_script()
+    detector = pii_frames.load("default", device="cpu")
+    documents = generate(30, seed=5, templates="heldout")
+    heldout, heldout_untyped = module.score_heldout(detector, documents, progress=False)
+    assert heldout_untyped.span.recall == evaluate(detector, documents, progress=False, mode="untyped").span.recall
+    figures = {"parameters": 1, "size_bytes": 1, "heldout": heldout.to_dict(),
+               "heldout_untyped": heldout_untyped.to_dict()}
+    row = next(line for line in module._comparison_table(figures, {"parameters": 1, "size_bytes": 1}).splitlines()
+               if "any label" in line)
+    recall = f"{figures['heldout_untyped']['summary']['span_recall']:.3f}"
+    assert row.endswith(f"| - | {recall} |")
+
+
+def _training_script():
+    """scripts/train_default_model.py as a module (it is a script, not part of the package)."""
+    import importlib.util
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_default_model.py"
     spec = importlib.util.spec_from_file_location("train_default_model", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    detector = pii_frames.load("default", device="cpu")
-    documents = generate(30, seed=5, templates="heldout")
-    figures = {"parameters": 1, "size_bytes": 1,
-               "heldout": evaluate(detector, documents, progress=False).to_dict(),
-               "heldout_untyped": evaluate(detector, documents, progress=False, mode="untyped").to_dict()}
-    row = next(line for line in module._comparison_table(figures, {"parameters": 1, "size_bytes": 1}).splitlines()
-               if "any label" in line)
-    recall = f"{figures['heldout_untyped']['summary']['span_recall']:.3f}"
-    assert row.endswith(f"| - | {recall} |")
+    return module
