@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pii_frames.synthetic import KINDS, LOCALES, generate  # noqa: E402
+from pii_frames.synthetic.embedded import embed_structured  # noqa: E402
 from pii_frames.synthetic.renamed import rename_people  # noqa: E402
 
 DEFAULT_OUT = REPO / "pii_frames" / "assets" / "default_model"
@@ -38,6 +39,7 @@ SHIPPED_FILES = ("config.json", "model.safetensors", "viterbi_calibration.json")
 # The arguments that change the weights (the command in the model card repeats them).
 RECIPE_ARGS = ("seed", "stage1_steps", "stage1_learning_rate", "stage1_warmup_steps", "steps", "batch_size",
                "learning_rate", "warmup_steps", "composed", "gaps", "real_repeats", "renamed_repeats",
+               "embedded_share",
                "hidden_size", "layers", "experts", "experts_per_token", "context", "vocab_size")
 
 
@@ -74,6 +76,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--renamed-repeats", type=int, default=0,
                         help="further passes over real-ner train.jsonl with every person renamed (a new faker name "
                              "of the same shape per pass, see synthetic.renamed)")
+    parser.add_argument("--embedded-share", type=float, default=0.0,
+                        help="share of the real-ner windows of every pass that get one or two structured-PII clauses "
+                             "(email, phone, address, date, URL, secret, account) written into their sentences "
+                             "(see synthetic.embedded), so prose does not teach that those kinds are background")
     parser.add_argument("--card-only", action="store_true",
                         help="only re-render --out/MODEL_CARD.md from --out/training_figures.json (no training)")
     parser.add_argument("--baseline", type=Path, default=None,
@@ -129,7 +135,9 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     real_train = read_real_ner(args.real_ner, "train") if args.real_ner is not None else []
-    real_records = real_train * args.real_repeats + [
+    real_passes = [embed_structured(real_train, seed=args.seed + repeat, share=args.embedded_share)
+                   if args.embedded_share else real_train for repeat in range(args.real_repeats)]
+    real_records = [record for records in real_passes for record in records] + [
         record for repeat in range(args.renamed_repeats) for record in rename_people(real_train, seed=args.seed + repeat)]
     n_train = args.steps * args.batch_size
     n_synthetic = n_train - len(real_records)
@@ -406,6 +414,13 @@ def model_card(figures: dict, previous_card: str | None = None) -> str:
         f" and {renamed} more time{'s' if renamed > 1 else ''} with every person renamed "
         "(`pii_frames.synthetic.renamed.rename_people`: a faker name of the same shape from one of 25 locales, "
         "initials, particles and letter case kept, so the contexts are what the model learns, not the names)")
+    embedded = recipe.get("embedded_share", 0.0)  # recorded since session 9
+    embedded_note = "" if not embedded else (
+        f"; in every pass {embedded:.0%} of them get one or two structured-PII clauses (an e-mail address, phone "
+        "number, address, date, URL, secret or account number in a clause frame of the synthetic generator) "
+        "written into their sentences outside the gold spans (`pii_frames.synthetic.embedded.embed_structured`), "
+        "because real-ner marks only names and dates and its prose would otherwise teach that the other kinds are "
+        "background")
     final = figures["final"]
     stage1_note = ""
     if figures.get("stage1_base"):
@@ -448,7 +463,7 @@ document kinds. It is meant for demos, tests and pipelines that must run anywher
 
 * **Real text**: the {figures['real_ner_windows']:,} windows of real-ner's `train.jsonl` (human-annotated person
   names and regex-checked calendar dates in running text from 8 corpora; read from `../shared/data/real-ner`,
-  never copied), each seen {figures['real_repeats']} times as written{renamed_note}. Its `validation.jsonl` is held
+  never copied), each seen {figures['real_repeats']} times{embedded_note}{renamed_note}. Its `validation.jsonl` is held
   out for evaluation.
 * **Synthetic documents** ({figures['synthetic_examples']:,}): `pii_frames.synthetic.generate(...,
   templates="train", composed={recipe['composed']}, gaps={recipe['gaps']})`: faker values in {', '.join(LOCALES)}

@@ -296,3 +296,41 @@ def test_renamed_people_read_back_as_training_examples(tmp_path):
     assert len(examples) == 40
     assert sum(len(ex.spans) for ex in examples) == 20 * 6
     assert len({ex.text for ex in examples}) > 10             # every copy gets its own names
+
+
+def _spans_of(record):
+    return sorted((start, end, key.split(": ", 1)[0], key.split(": ", 1)[1])
+                  for key, offsets in record["spans"].items() for start, end in offsets)
+
+
+def test_embedded_clauses_put_structured_kinds_inside_real_sentences_with_exact_offsets():
+    from pii_frames.synthetic.embedded import embed_structured
+
+    records = REAL_LIKE * 50
+    embedded = embed_structured(records, seed=3, share=1.0, clauses=2)
+    labels = set()
+    for original, new in zip(records, embedded):
+        assert new["info"] == {**original["info"], "embedded": 3}
+        spans = _spans_of(new)
+        for start, end, _, surface in spans:
+            assert new["text"][start:end] == surface
+        # The real spans are all still there, in order, and no new span overlaps one of them.
+        old = [(label, surface) for _, _, label, surface in _spans_of(original)]
+        kept = [(label, surface) for _, _, label, surface in spans if (label, surface) in old]
+        assert kept == old
+        assert all(a_end <= b_start for (_, a_end, *_), (b_start, *_) in zip(spans, spans[1:]))
+        added = [label for *_, label, surface in spans if (label, surface) not in old]
+        assert 1 <= len(added) and "private_person" not in added
+        labels.update(added)
+        # The original words survive, in order, around the inserted clauses.
+        words = iter(new["text"].split())
+        assert all(any(word.strip(".,;") in candidate for candidate in words)
+                   for word in original["text"].split()[:6])
+    assert {"private_email", "private_phone", "private_address", "account_number"} <= labels
+    assert embed_structured(records, seed=3, share=1.0) == embedded
+    assert embed_structured(records, seed=4, share=1.0) != embedded
+    half = embed_structured(records, seed=3, share=0.5)
+    untouched = sum(new is old for new, old in zip(half, records))
+    assert 20 < untouched < 80
+    with pytest.raises(ValueError, match="share"):
+        embed_structured(records, share=1.5)
