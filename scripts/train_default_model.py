@@ -365,6 +365,26 @@ must do so under CC BY-SA with the credits above. faker (MIT) provides the synth
 _KEPT_SECTION = "## What each change bought"
 
 
+def real_passes_note(recipe: dict) -> str:
+    """How the model card says the real-ner windows went into training (passes, insertions, renamed copies)."""
+    repeats = recipe["real_repeats"]
+    embedded = recipe.get("embedded_share", 0.0)  # recorded since session 9
+    note = f"each seen {repeats} time{'s' if repeats != 1 else ''}{'' if embedded else ' as written'}"
+    if embedded:
+        note += (f"; in every pass {embedded:.0%} of them get one or two structured-PII clauses (an e-mail address, "
+                 "phone number, address, date, URL, secret or account number in a clause frame of the synthetic "
+                 "generator) written into their sentences outside the gold spans "
+                 "(`pii_frames.synthetic.embedded.embed_structured`), because real-ner marks only names and dates "
+                 "and its prose would otherwise teach that the other kinds are background;")
+    renamed = recipe.get("renamed_repeats", 0)
+    if renamed:
+        note += (f" and {renamed} more time{'s' if renamed > 1 else ''} with every person renamed "
+                 "(`pii_frames.synthetic.renamed.rename_people`: a faker name of the same shape from one of 25 "
+                 "locales, initials, particles and letter case kept, so the contexts are what the model learns, not "
+                 "the names)")
+    return note.rstrip(";")
+
+
 def model_card(figures: dict, previous_card: str | None = None) -> str:
     """The model card (markdown) from the figures the script records (training_figures.json)."""
     arch, recipe = figures["architecture"], figures["recipe"]
@@ -409,18 +429,6 @@ def model_card(figures: dict, previous_card: str | None = None) -> str:
     if previous_card and _KEPT_SECTION in previous_card:
         kept = "\n" + previous_card[previous_card.index(_KEPT_SECTION):].split("\n## ", 2)[0].rstrip() + "\n"
         kept = kept if kept.startswith("\n## ") else "\n" + kept
-    renamed = recipe.get("renamed_repeats", 0)
-    renamed_note = "" if not renamed else (
-        f" and {renamed} more time{'s' if renamed > 1 else ''} with every person renamed "
-        "(`pii_frames.synthetic.renamed.rename_people`: a faker name of the same shape from one of 25 locales, "
-        "initials, particles and letter case kept, so the contexts are what the model learns, not the names)")
-    embedded = recipe.get("embedded_share", 0.0)  # recorded since session 9
-    embedded_note = "" if not embedded else (
-        f"; in every pass {embedded:.0%} of them get one or two structured-PII clauses (an e-mail address, phone "
-        "number, address, date, URL, secret or account number in a clause frame of the synthetic generator) "
-        "written into their sentences outside the gold spans (`pii_frames.synthetic.embedded.embed_structured`), "
-        "because real-ner marks only names and dates and its prose would otherwise teach that the other kinds are "
-        "background")
     final = figures["final"]
     stage1_note = ""
     if figures.get("stage1_base"):
@@ -463,7 +471,7 @@ document kinds. It is meant for demos, tests and pipelines that must run anywher
 
 * **Real text**: the {figures['real_ner_windows']:,} windows of real-ner's `train.jsonl` (human-annotated person
   names and regex-checked calendar dates in running text from 8 corpora; read from `../shared/data/real-ner`,
-  never copied), each seen {figures['real_repeats']} times{embedded_note}{renamed_note}. Its `validation.jsonl` is held
+  never copied), {real_passes_note(recipe)}. Its `validation.jsonl` is held
   out for evaluation.
 * **Synthetic documents** ({figures['synthetic_examples']:,}): `pii_frames.synthetic.generate(...,
   templates="train", composed={recipe['composed']}, gaps={recipe['gaps']})`: faker values in {', '.join(LOCALES)}

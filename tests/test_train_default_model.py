@@ -123,3 +123,12 @@ def _training_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_model_card_says_how_the_real_windows_were_used():
+    note = _training_script().real_passes_note
+    assert note({"real_repeats": 3}) == "each seen 3 times as written"
+    assert "2 more times with every person renamed" in note({"real_repeats": 3, "renamed_repeats": 2})
+    embedded = note({"real_repeats": 10, "embedded_share": 0.5})
+    assert embedded.startswith("each seen 10 times; in every pass 50% of them get one or two structured-PII clauses")
+    assert "embed_structured" in embedded and not embedded.endswith(";")
