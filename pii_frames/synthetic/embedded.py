@@ -14,8 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from pii_frames.synthetic.composed import _FRAME_WEIGHTS, _FRAMES, _capitalised, _decorated, _split_items, _with_person
 from pii_frames.synthetic.generator import _render
-from pii_frames.synthetic.renamed import _sorted_spans
-from pii_frames.synthetic.templates import LOCALES
+from pii_frames.synthetic.templates import LOCALES, _sorted_spans, _span_dict
 from pii_frames.synthetic.values import _RenderContext, shared_faker
 
 # Names are what the real windows already teach; the inserted clauses carry the other kinds.
@@ -32,7 +31,7 @@ def _clause(rng: random.Random, locale: str, split: str) -> tuple[str, list[tupl
     fake = shared_faker(locale)
     fake.seed_instance(rng.getrandbits(32))
     text, spans = _render(frame, _RenderContext(fake, rng, locale, None))
-    return text, [(start, end, key.split(":", 1)[0]) for key, offsets in spans.items() for start, end in offsets]
+    return text, _sorted_spans({"spans": spans})
 
 
 def _insertion_points(text: str, spans: Sequence[tuple[int, int, str]]) -> list[int]:
@@ -98,12 +97,9 @@ def embed_structured(records: Iterable[dict], *, seed: int = 0, share: float = 0
                      for start, end, label in spans]
             spans += [(at + offset + start, at + offset + end, label) for start, end, label in clause_spans]
             text = text[:at] + piece + text[at:]
-        new_spans: dict[str, list[list[int]]] = {}
-        for start, end, label in sorted(spans):
-            new_spans.setdefault(f"{label}: {text[start:end]}", []).append([start, end])
         info = dict(record.get("info") or {})
         info["embedded"] = seed
-        embedded.append({"text": text, "spans": new_spans, "info": info})
+        embedded.append({"text": text, "spans": _span_dict(text, sorted(spans)), "info": info})
     return embedded
 
 

@@ -30,6 +30,7 @@ from pii_frames.synthetic.templates import (
     KINDS,
     LOCALES,
     Template,
+    _span_dict,
     template_catalog,
 )
 from pii_frames.synthetic.values import _SLOTS, _hash_independent, _RenderContext
@@ -81,10 +82,7 @@ def _render(template_text: str, ctx: _RenderContext) -> tuple[str, dict[str, lis
         cursor = match.end()
     pieces.append(text[cursor:])
     rendered = "".join(pieces)
-    spans: dict[str, list[list[int]]] = {}
-    for label, start, end in found:
-        spans.setdefault(f"{label}: {rendered[start:end]}", []).append([start, end])
-    return rendered, spans
+    return rendered, _span_dict(rendered, [(start, end, label) for label, start, end in found])
 
 
 def generate(

@@ -14,7 +14,7 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 
-from pii_frames.synthetic.templates import LOCALES
+from pii_frames.synthetic.templates import LOCALES, _sorted_spans, _span_dict
 from pii_frames.synthetic.values import shared_faker
 
 PERSON_LABEL = "private_person"
@@ -82,14 +82,6 @@ class _Renamer:
         return "".join(pieces)
 
 
-def _sorted_spans(record: dict) -> list[tuple[int, int, str]]:
-    spans = []
-    for key, offsets in record.get("spans", {}).items():
-        label = key.split(":", 1)[0].strip()
-        spans.extend((int(start), int(end), label) for start, end in offsets)
-    return sorted(spans)
-
-
 def rename_people(records: Iterable[dict], *, seed: int = 0, locales: Sequence[str] = RENAME_LOCALES) -> list[dict]:
     """Copies of opf records whose ``private_person`` spans hold new faker names of the same shape.
 
@@ -117,17 +109,18 @@ def rename_people(records: Iterable[dict], *, seed: int = 0, locales: Sequence[s
         renamer = _Renamer(rng, rng.choice(tuple(locales)))
         text = record["text"]
         pieces, cursor, length = [], 0, 0
-        spans: dict[str, list[list[int]]] = {}
+        spans = []
         for start, end, label in _sorted_spans(record):
             pieces.append(text[cursor:start])
             length += start - cursor
             surface = renamer.name(text[start:end]) if label == PERSON_LABEL else text[start:end]
-            spans.setdefault(f"{label}: {surface}", []).append([length, length + len(surface)])
+            spans.append((length, length + len(surface), label))
             pieces.append(surface)
             length += len(surface)
             cursor = end
         pieces.append(text[cursor:])
         info = dict(record.get("info") or {})
         info["renamed"] = seed
-        renamed.append({"text": "".join(pieces), "spans": spans, "info": info})
+        new_text = "".join(pieces)
+        renamed.append({"text": new_text, "spans": _span_dict(new_text, spans), "info": info})
     return renamed

@@ -331,3 +331,20 @@ def template_catalog(*, split: str = "all") -> tuple[Template, ...]:
 # The template syntax: ``<<a|b|c>>`` picks one alternative, ``{slot}``/``{slot2}`` is a slot and its entity index.
 _CHOICE_PATTERN = re.compile(r"<<(.*?)>>", re.S)
 _SLOT_PATTERN = re.compile(r"\{([a-z_]+?)(\d?)\}")
+
+
+def _sorted_spans(record: dict) -> list[tuple[int, int, str]]:
+    """An opf record's spans as sorted ``(start, end, label)`` triples (the inverse of :func:`_span_dict`)."""
+    spans = []
+    for key, offsets in record.get("spans", {}).items():
+        label = key.split(":", 1)[0].strip()
+        spans.extend((int(start), int(end), label) for start, end in offsets)
+    return sorted(spans)
+
+
+def _span_dict(text: str, spans) -> dict[str, list[list[int]]]:
+    """``(start, end, label)`` triples of ``text`` as opf's ``{"label: surface": [[start, end], ...]}``, in order."""
+    by_key: dict[str, list[list[int]]] = {}
+    for start, end, label in spans:
+        by_key.setdefault(f"{label}: {text[start:end]}", []).append([start, end])
+    return by_key
