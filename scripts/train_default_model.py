@@ -39,7 +39,8 @@ SHIPPED_FILES = ("config.json", "model.safetensors", "viterbi_calibration.json")
 # The arguments that change the weights (the command in the model card repeats them).
 RECIPE_ARGS = ("seed", "stage1_steps", "stage1_learning_rate", "stage1_warmup_steps", "steps", "batch_size",
                "learning_rate", "warmup_steps", "composed", "gaps", "real_repeats", "renamed_repeats",
-               "embedded_share",
+               "embedded_share", "polish_steps", "polish_learning_rate", "polish_warmup_steps", "polish_real_repeats",
+               "polish_embedded_share", "calibrate",
                "hidden_size", "layers", "experts", "experts_per_token", "context", "vocab_size")
 
 
@@ -55,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--base", type=Path, default=None,
                         help="skip stage 1 and start stage 2 from this checkpoint (e.g. a stage-1 model kept from "
                              "an earlier run); the architecture flags then do not apply")
+    parser.add_argument("--base-stage", type=int, choices=(1, 2), default=1,
+                        help="which stage --base is the output of: 1 (stage 2 starts from it) or 2 (stage 2 is "
+                             "skipped too, its figures are read from BASE/training_figures.json)")
     parser.add_argument("--steps", type=int, default=2400,
                         help="stage 2 (real-ner + synthetic) optimizer steps (one pass over the mix)")
     parser.add_argument("--batch-size", type=int, default=48, help="documents (windows) per step")
@@ -80,6 +84,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="share of the real-ner windows of every pass that get one or two structured-PII clauses "
                              "(email, phone, address, date, URL, secret, account) written into their sentences "
                              "(see synthetic.embedded), so prose does not teach that those kinds are background")
+    parser.add_argument("--polish-steps", type=int, default=0,
+                        help="stage 3 optimizer steps: stage 2's weights go on at a low rate over a stream with a "
+                             "smaller real share, which wins back the structured kinds (0: no stage 3)")
+    parser.add_argument("--polish-learning-rate", type=float, default=3e-4, help="stage 3 peak learning rate")
+    parser.add_argument("--polish-warmup-steps", type=int, default=50, help="stage 3 warm-up steps")
+    parser.add_argument("--polish-real-repeats", type=int, default=2, help="passes over real-ner train.jsonl in stage 3")
+    parser.add_argument("--polish-embedded-share", type=float, default=1.0,
+                        help="as --embedded-share, for stage 3's real-ner windows")
+    parser.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
+                        help="choose the Viterbi operating point on real-ner's validation split "
+                             "(pii_frames.evaluation.calibrate; needs --real-ner) and store it with the weights")
     parser.add_argument("--card-only", action="store_true",
                         help="only re-render --out/MODEL_CARD.md from --out/training_figures.json (no training)")
     parser.add_argument("--baseline", type=Path, default=None,
@@ -114,6 +129,45 @@ def read_real_ner(folder: Path, split: str) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def real_stream(real_train: list[dict], seed: int, repeats: int, embedded_share: float,
+                renamed_repeats: int = 0) -> list[dict]:
+    """One stage's real-ner records: ``repeats`` passes (with structured clauses written into ``embedded_share``
+    of each pass's windows, seeded by the pass) and ``renamed_repeats`` passes with every person renamed.
+    Every stage uses the same seeds, as the shipped run did."""
+    passes = [embed_structured(real_train, seed=seed + repeat, share=embedded_share) if embedded_share else real_train
+              for repeat in range(repeats)]
+    return [record for records in passes for record in records] + [
+        record for repeat in range(renamed_repeats) for record in rename_people(real_train, seed=seed + repeat)]
+
+
+def stage_figures_of(checkpoint: Path) -> dict:
+    """Stage 2's figures from the training_figures.json this script wrote beside a stage-2 checkpoint (empty
+    when it has none): what the card reports for a stage that was not rerun."""
+    path = Path(checkpoint) / "training_figures.json"
+    if not path.is_file():
+        return {}
+    figures = json.loads(path.read_text(encoding="utf-8"))
+    return {"synthetic_examples": figures.get("synthetic_examples"), "train_tokens": figures.get("train_tokens"),
+            "steps": figures.get("steps"), "train_seconds": figures.get("train_seconds"),
+            "final": figures.get("final"), "base": figures.get("stage1_base"),
+            "threads": figures.get("threads", 1)}  # runs before session 10 all used one thread
+
+
+def synthetic_top_up(flag: str, steps: int, batch_size: int, n_real: int) -> int:
+    """How many synthetic documents fill a stage of ``steps`` x ``batch_size`` windows beside ``n_real`` real ones."""
+    n_synthetic = steps * batch_size - n_real
+    if n_synthetic < 0:
+        raise SystemExit(f"{flag} {steps} x --batch-size {batch_size} holds fewer documents than the stage's "
+                         f"{n_real} real-ner windows; raise {flag} or lower the stage's real repeats")
+    return n_synthetic
+
+
+def mixed(n_synthetic: int, real_records: list[dict], args: argparse.Namespace) -> list[dict]:
+    """A stage's training records: fresh synthetic documents of the training templates, then the real ones
+    (finetune shuffles them with the seed)."""
+    return generate(n_synthetic, seed=args.seed + 10, templates="train", composed=args.composed,
+                    gaps=args.gaps) + real_records
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -135,16 +189,17 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     real_train = read_real_ner(args.real_ner, "train") if args.real_ner is not None else []
-    real_passes = [embed_structured(real_train, seed=args.seed + repeat, share=args.embedded_share)
-                   if args.embedded_share else real_train for repeat in range(args.real_repeats)]
-    real_records = [record for records in real_passes for record in records] + [
-        record for repeat in range(args.renamed_repeats) for record in rename_people(real_train, seed=args.seed + repeat)]
-    n_train = args.steps * args.batch_size
-    n_synthetic = n_train - len(real_records)
-    if n_synthetic < 0:
-        raise SystemExit(f"--steps {args.steps} x --batch-size {args.batch_size} holds fewer documents than "
-                         f"{args.real_repeats} passes over {len(real_train)} real-ner windows; raise --steps or "
-                         "lower --real-repeats")
+    run_stage2 = args.base is None or args.base_stage == 1
+    if not run_stage2 and not args.polish_steps:
+        raise SystemExit("--base-stage 2 skips stage 2, so --polish-steps must be set: nothing would be trained")
+    # Both mixes are built (and checked) before any training, so a bad combination fails in seconds.
+    stage2_real = (real_stream(real_train, args.seed, args.real_repeats, args.embedded_share, args.renamed_repeats)
+                   if run_stage2 else [])
+    polish_real = (real_stream(real_train, args.seed, args.polish_real_repeats, args.polish_embedded_share)
+                   if args.polish_steps else [])
+    n_synthetic = synthetic_top_up("--steps", args.steps, args.batch_size, len(stage2_real)) if run_stage2 else 0
+    n_polish_synthetic = (synthetic_top_up("--polish-steps", args.polish_steps, args.batch_size, len(polish_real))
+                          if args.polish_steps else 0)
     validation = generate(args.validation_examples, seed=args.seed + 1, templates="train", composed=args.composed,
                           gaps=args.gaps)
     heldout = generate(args.eval_examples, seed=args.seed + 2, templates="heldout")
@@ -176,25 +231,54 @@ def main(argv=None) -> int:
             del stage1_train
             base = work / "stage1"
             log(f"stage 1 trained in {stage1_seconds:.0f}s")
-        # Stage 2: real-ner's training windows mixed into fresh synthetic documents (with the gap documents).
-        log(f"stage 2: generating {n_synthetic} synthetic documents (+ {len(real_train)} real-ner windows x "
-            f"{args.real_repeats}, renamed x {args.renamed_repeats})")
-        train = generate(n_synthetic, seed=args.seed + 10, templates="train", composed=args.composed,
-                         gaps=args.gaps) + real_records
-        result = finetune(train, work / "checkpoint", base=str(base) if isinstance(base, Path) else base,
-                          lr=args.learning_rate, warmup_steps=args.warmup_steps, **common)
-        del train
-        train_seconds = result.summary["elapsed_s"]
-        log(f"stage 2 trained in {train_seconds:.0f}s")
-        config = json.loads((work / "checkpoint" / "config.json").read_text(encoding="utf-8"))
+        current, polish = base, None
+        if run_stage2:
+            # Stage 2: real-ner's training windows mixed into fresh synthetic documents (with the gap documents).
+            log(f"stage 2: generating {n_synthetic} synthetic documents (+ {len(real_train)} real-ner windows x "
+                f"{args.real_repeats}, renamed x {args.renamed_repeats})")
+            result = finetune(mixed(n_synthetic, stage2_real, args), work / "checkpoint",
+                              base=str(current) if isinstance(current, Path) else current, lr=args.learning_rate,
+                              warmup_steps=args.warmup_steps, **common)
+            current = work / "checkpoint"
+            stage2 = {"synthetic_examples": n_synthetic, "train_tokens": result.summary["dataset"]["train_tokens"],
+                      "steps": result.summary["steps"], "train_seconds": result.summary["elapsed_s"],
+                      "final": result.epochs[-1], "base": None if args.base is None else str(args.base),
+                      "threads": args.threads}
+            log(f"stage 2 trained in {stage2['train_seconds']:.0f}s")
+        else:
+            stage2 = stage_figures_of(args.base)
+            log(f"stage 2 skipped: {base} is its output")
+        if args.polish_steps:
+            # Stage 3: the same kinds of data with less real text, at a low rate: names stay, structure comes back.
+            log(f"stage 3: generating {n_polish_synthetic} synthetic documents (+ {len(real_train)} real-ner windows "
+                f"x {args.polish_real_repeats})")
+            polished = finetune(mixed(n_polish_synthetic, polish_real, args), work / "polished", base=str(current),
+                                lr=args.polish_learning_rate, warmup_steps=args.polish_warmup_steps, **common)
+            polish = {"steps": polished.summary["steps"], "train_seconds": polished.summary["elapsed_s"],
+                      "train_tokens": polished.summary["dataset"]["train_tokens"], "final": polished.epochs[-1],
+                      "synthetic_examples": n_polish_synthetic, "threads": args.threads}
+            current = work / "polished"
+            log(f"stage 3 trained in {polish['train_seconds']:.0f}s")
+        config = json.loads((current / "config.json").read_text(encoding="utf-8"))
         architecture = {"hidden_size": config["hidden_size"], "num_hidden_layers": config["num_hidden_layers"],
                         "num_experts": config["num_experts"], "experts_per_token": config["experts_per_token"],
                         "head_dim": config["head_dim"], "num_attention_heads": config["num_attention_heads"],
                         "num_key_value_heads": config["num_key_value_heads"],
                         "context": config["bidirectional_left_context"], "vocab_size": config["vocab_size"]}
 
+        calibration = None
+        if args.calibrate and real_validation is not None:
+            from pii_frames.evaluation.calibrate import calibrate
+
+            clear_model_cache()
+            calibration = calibrate(load(str(current), device="cpu"), real_validation, label="private_person")
+            calibration.write(current)
+            log(f"calibration on real-ner validation (private_person): {calibration.chosen.describe()} "
+                f"(F1 {calibration.chosen.f1:.3f}, recall {calibration.chosen.recall:.3f}; best F1 "
+                f"{calibration.best.f1:.3f} at {calibration.best.describe()}, standard error "
+                f"{calibration.f1_standard_error:.3f})")
         clear_model_cache()
-        detector = load(str(work / "checkpoint"), device="cpu")
+        detector = load(str(current), device="cpu")
         heldout_report, heldout_untyped = score_heldout(detector, heldout, progress=True)
         log(f"held-out templates: span F1 {_fmt(heldout_report.span.f1)} (P {_fmt(heldout_report.span.precision)}, "
             f"R {_fmt(heldout_report.span.recall)}); document accuracy {_fmt(heldout_report.document_accuracy)}")
@@ -217,21 +301,25 @@ def main(argv=None) -> int:
 
         args.out.mkdir(parents=True, exist_ok=True)
         for name in SHIPPED_FILES:
-            shutil.copyfile(work / "checkpoint" / name, args.out / name)
+            shutil.copyfile(current / name, args.out / name)
         detector_params = sum(p.numel() for p in detector.model.parameters())
         figures = {
             "parameters": detector_params,
             "stage1_seconds": stage1_seconds,
-            "stage1_base": None if args.base is None else str(args.base),
+            "stage1_base": stage2.get("base") if not run_stage2 else (None if args.base is None else str(args.base)),
+            "stage2_base": None if run_stage2 else str(args.base),
             "architecture": architecture,
-            "train_examples": n_train,
-            "synthetic_examples": n_synthetic,
+            "train_examples": args.steps * args.batch_size,
+            "synthetic_examples": stage2.get("synthetic_examples"),
             "real_ner_windows": len(real_train),
             "real_repeats": args.real_repeats,
-            "train_tokens": result.summary["dataset"]["train_tokens"],
-            "steps": result.summary["steps"],
-            "train_seconds": train_seconds,
-            "final": result.epochs[-1],
+            "train_tokens": stage2.get("train_tokens"),
+            "steps": stage2.get("steps"),
+            "train_seconds": stage2.get("train_seconds"),
+            "threads": stage2.get("threads"),
+            "final": stage2.get("final") or {},
+            "polish": polish,
+            "calibration": calibration.to_dict() if calibration is not None else None,
             "heldout": heldout_report.to_dict(),
             "heldout_untyped": heldout_untyped.to_dict(),
             "opf_sample": sample_report.to_dict() if sample_report is not None else None,
@@ -343,6 +431,31 @@ def _comparison_table(new: dict, old: dict) -> str:
     return "\n".join(lines)
 
 
+def _flag(name: str, value) -> str:
+    """One recipe argument as the command line spells it (``--calibrate`` / ``--no-calibrate`` for switches)."""
+    option = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{option}" if value else f"--no-{option}"
+    return f"--{option} {value}"
+
+
+def _describe_biases(biases: dict) -> str:
+    parts = [f"`{key}` {value:g}" for key, value in biases.items() if value]
+    return ", ".join(parts) if parts else "all six biases 0"
+
+
+def _calibration_table(calibration: dict) -> str:
+    """Markdown table of the calibration candidates (a Calibration.to_dict()), chosen and best marked."""
+    lines = ["| operating point | precision | recall | F1 | |", "|---|---:|---:|---:|---|"]
+    for row in calibration["candidates"]:
+        marks = [mark for mark, other in (("**stored**", calibration["chosen"]), ("best F1", calibration["best"]))
+                 if other["biases"] == row["biases"]]
+        name = ", ".join(f"{key.removeprefix('transition_bias_')} {value:g}"
+                         for key, value in row["biases"].items() if value) or "all 0"
+        lines.append(f"| {name} | {_fmt(row['precision'])} | {_fmt(row['recall'])} | {_fmt(row['f1'])} | "
+                     f"{', '.join(marks)} |")
+    return "\n".join(lines)
+
 # Every real-ner corpus and how its licence asks to be credited (from ../shared/data/real-ner/README.md).
 REAL_NER_CREDITS = """\
 | `info.source` | corpus (repository @ commit) | licence | credit |
@@ -390,7 +503,7 @@ def model_card(figures: dict, previous_card: str | None = None) -> str:
     arch, recipe = figures["architecture"], figures["recipe"]
     heldout, sample, real = figures["heldout"], figures.get("opf_sample"), figures.get("real_ner_validation")
     command = "python scripts/train_default_model.py " + " ".join(
-        f"--{name.replace('_', '-')} {recipe[name]}" for name in RECIPE_ARGS if name in recipe)
+        _flag(name, recipe[name]) for name in RECIPE_ARGS if name in recipe)
     sample_section = "opf's sample file was not available when this model was trained.\n"
     if sample is not None:
         rows = []
@@ -446,6 +559,52 @@ def model_card(figures: dict, previous_card: str | None = None) -> str:
     if recipe.get("stage1_steps") == 0 and not figures.get("stage1_base"):
         stage1_item = (f"1. **Stage 1** is not run (`--stage1-steps 0`): a fresh `init_compact_model(...)` (seed "
                        f"{recipe['seed']}) learns from stage 2's mix alone.")
+    stage2_base_note = (" For the shipped weights this stage was not rerun: stage 3 started (`--base-stage 2`) from "
+                        "its saved output, trained by this script with the arguments above."
+                        if figures.get("stage2_base") else "")
+    threads = figures.get("threads") or 1
+    stage2_item = (
+        f"2. **Stage 2** (real + synthetic): {figures['steps']} steps of {recipe['batch_size']} windows over the "
+        f"shuffled mix above, learning rate {recipe['learning_rate']} with {recipe['warmup_steps']} warm-up steps; "
+        f"{figures['train_tokens']:,} training tokens; {figures['train_seconds'] / 60:.1f} minutes on {threads} CPU "
+        f"thread{'s' if threads > 1 else ''} (torch {figures['torch_version']}) of a 2-core machine shared with other "
+        f"jobs. Final synthetic validation loss {final.get('validation_loss', float('nan')):.4f}, token accuracy "
+        f"{final.get('validation_token_accuracy', float('nan')):.4f}.{stage2_base_note}")
+    polish = figures.get("polish")
+    stage3_item = ""
+    if polish:
+        polish_threads = polish.get("threads") or 1
+        stage3_item = (
+            f"3. **Stage 3** (polish): stage 2's weights go on for {polish['steps']} steps at learning rate "
+            f"{recipe['polish_learning_rate']} ({recipe['polish_warmup_steps']} warm-up steps) over a mix with less "
+            f"real text ({recipe['polish_real_repeats']} passes over real-ner, {polish['synthetic_examples']:,} "
+            f"synthetic documents), which wins back held-out template accuracy that the real prose of stage 2 costs; "
+            f"{polish['train_tokens']:,} training tokens, {polish['train_seconds'] / 60:.1f} minutes on "
+            f"{polish_threads} CPU thread{'s' if polish_threads > 1 else ''}.\n")
+    calibration = figures.get("calibration")
+    calibration_item, calibration_aside = "", ""
+    calibration_limit = "Calibration: all six Viterbi biases are 0 (like the official checkpoint)."
+    if calibration:
+        chosen = calibration["chosen"]
+        described = _describe_biases(chosen["biases"])
+        calibration_item = (
+            f"{4 if polish else 3}. **Calibration** (`pii_frames.evaluation.calibrate`, `pii-frames calibrate`): the "
+            f"model runs once over real-ner's validation split and its spans are decoded again under "
+            f"{len(calibration['candidates'])} Viterbi operating points; the one stored in "
+            f"`viterbi_calibration.json` ({described}) has the highest private_person recall among those whose F1 "
+            f"is within one bootstrap standard error ({calibration['f1_standard_error']:.3f}) of the best, because a "
+            f"missed name leaks while an extra redaction only costs readability.\n\n"
+            + _calibration_table(calibration) + "\n")
+        calibration_aside = (" (and for choosing the Viterbi operating point, one setting of two numbers; its "
+                             "figures below are of the calibrated model)")
+        calibration_limit = (f"Calibration: {described}, chosen on real-ner's validation split for recall (see "
+                             "Recipe); the official checkpoint ships all six biases at 0.")
+    polish_note = ""
+    if polish:
+        share = recipe.get("polish_embedded_share", 0.0)
+        polish_note = (f"; stage 3 sees them {recipe['polish_real_repeats']} more times"
+                       + (f", {share:.0%} with clauses written in" if share else ""))
+    synthetic_total = (figures.get("synthetic_examples") or 0) + (polish["synthetic_examples"] if polish else 0)
     return f"""# pii_frames default model (compact; real and synthetic training text)
 
 The model `pii_frames.load()` falls back to when neither `PII_FRAMES_MODEL` nor a local
@@ -471,9 +630,9 @@ document kinds. It is meant for demos, tests and pipelines that must run anywher
 
 * **Real text**: the {figures['real_ner_windows']:,} windows of real-ner's `train.jsonl` (human-annotated person
   names and regex-checked calendar dates in running text from 8 corpora; read from `../shared/data/real-ner`,
-  never copied), {real_passes_note(recipe)}. Its `validation.jsonl` is held
-  out for evaluation.
-* **Synthetic documents** ({figures['synthetic_examples']:,}): `pii_frames.synthetic.generate(...,
+  never copied), {real_passes_note(recipe)}{polish_note}. Its `validation.jsonl` is held
+  out for evaluation{calibration_aside}.
+* **Synthetic documents** ({synthetic_total:,}): `pii_frames.synthetic.generate(...,
   templates="train", composed={recipe['composed']}, gaps={recipe['gaps']})`: faker values in {', '.join(LOCALES)}
   inside hand-written templates of {len(KINDS)} document kinds, {recipe['composed']:.0%} of the rest assembled from
   clause frames, fillers and openers with unrelated words and non-personal numbers around the values, and
@@ -492,17 +651,13 @@ document kinds. It is meant for demos, tests and pipelines that must run anywher
 
 Reproduce with `{command}` (deterministic on CPU for the same torch and faker versions).
 
-Both stages use `pii_frames.training.finetune`: fp32 AdamW (weight decay 0.01, gradient clipping 1.0), cosine
+Every stage uses `pii_frames.training.finetune`: fp32 AdamW (weight decay 0.01, gradient clipping 1.0), cosine
 decay, n_ctx 256, token cross-entropy + 0.5 × document-kind cross-entropy (synthetic documents only), one pass
 over freshly generated data, stored as float16.
 
 {stage1_item}
-2. **Stage 2** (real + synthetic): {figures['steps']} steps of {recipe['batch_size']} windows over the shuffled mix
-   above, learning rate {recipe['learning_rate']} with {recipe['warmup_steps']} warm-up steps; {figures['train_tokens']:,}
-   training tokens; {figures['train_seconds'] / 60:.1f} minutes on one CPU thread (torch {figures['torch_version']}) of a
-   2-core machine shared with other jobs. Final synthetic validation loss
-   {final.get('validation_loss', float('nan')):.4f}, token accuracy {final.get('validation_token_accuracy', float('nan')):.4f}.
-
+{stage2_item}
+{stage3_item}{calibration_item}
 ## Results
 
 All figures from `pii-frames eval` (typed spans in character space, whitespace-trimmed; F1 uses opf's
@@ -531,7 +686,7 @@ containment rule, "overlap F1" counts any shared character with a same-label spa
 * Identifiers tied to one person (bank accounts, IBANs, cards, national, tax, customer, employee, patient and
   policy numbers) are tagged `account_number`; IP addresses, ticket/order/invoice and case numbers, commit
   hashes and request ids are deliberately left untagged, as are log timestamps.
-* Calibration: all six Viterbi biases are 0 (like the official checkpoint).
+* {calibration_limit}
 """
 
 

@@ -14,6 +14,7 @@ __all__ = ["main", "build_parser"]
 # Commands whose arguments belong to pii_frames.cli.training, imported only when one of them runs.
 TRAINING_COMMANDS = (
     ("eval", "evaluate a model on labelled JSONL data (span and token metrics)"),
+    ("calibrate", "choose a checkpoint's Viterbi operating point (recall/precision) on labelled data"),
     ("train", "fine-tune a checkpoint on labelled JSONL data"),
     ("synth", "generate synthetic labelled PII data"),
 )

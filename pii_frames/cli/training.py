@@ -22,6 +22,8 @@ from pathlib import Path
 __all__ = [
     "add_eval_arguments",
     "run_eval",
+    "add_calibrate_arguments",
+    "run_calibrate",
     "add_train_arguments",
     "run_train",
     "add_synth_arguments",
@@ -103,6 +105,78 @@ def run_eval(args: argparse.Namespace) -> int:
 
         write_jsonl(args.predictions_out, report.predictions)
         print(f"predictions written to {args.predictions_out}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# calibrate
+# --------------------------------------------------------------------------------------------------------------
+
+def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``pii-frames calibrate DATA.jsonl --model DIR``."""
+    parser.description = ("Choose a checkpoint's Viterbi operating point on labelled examples (opf format): the "
+                          "model runs once, each candidate bias setting re-decodes, and the one with the highest "
+                          "recall among those within one standard error of the best F1 is chosen.")
+    parser.add_argument("dataset", metavar="DATA", help="labelled data: a .jsonl/.json/.gz file, folder or glob")
+    parser.add_argument("--model", "-m", default=None,
+                        help="checkpoint folder or model name (default: what pii_frames.load() resolves)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
+    parser.add_argument("--label", default=None, help="score only this span label (default: all labels)")
+    parser.add_argument("--inside-to-continue", type=_floats, default=None, metavar="V,V,...",
+                        help="values of transition_bias_inside_to_continue to try (default 0,0.5,...,4)")
+    parser.add_argument("--background-stay", type=_floats, default=None, metavar="V,V,...",
+                        help="values of transition_bias_background_stay to try (default 0,-0.5)")
+    parser.add_argument("--max-examples", type=int, default=None, metavar="N", help="use only the first N")
+    parser.add_argument("--write", action="store_true",
+                        help="store the chosen biases in the checkpoint's viterbi_calibration.json")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar (default: when stderr is a terminal)")
+
+
+def _floats(value: str) -> list[float]:
+    try:
+        values = [float(item) for item in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Run ``pii-frames calibrate``; prints the candidates (table or JSON), optionally writes the choice."""
+    import json
+
+    from pii_frames.engine.loading import EMBEDDED_MODEL_DIR, load
+    from pii_frames.evaluation.calibrate import DEFAULT_GRID, bias_grid, calibrate
+
+    detector = load(args.model, device=args.device)
+    target = detector.checkpoint_dir
+    if args.write and (target is None or Path(target).resolve() == EMBEDDED_MODEL_DIR.resolve()):
+        raise ValueError("--write would change the model installed with pii_frames; copy the model folder "
+                         "(e.g. `cp -r` the path `pii-frames info` prints) and pass the copy as --model")
+    axes = {}
+    if args.inside_to_continue is not None:
+        axes["inside_to_continue"] = args.inside_to_continue
+    if args.background_stay is not None:
+        axes["background_stay"] = args.background_stay
+    if axes:
+        axes.setdefault("inside_to_continue", [0.0])
+        axes.setdefault("background_stay", [0.0])
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    result = calibrate(detector, args.dataset, label=args.label, candidates=bias_grid(**axes) if axes else DEFAULT_GRID,
+                       max_examples=args.max_examples, progress=progress)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result.table())
+        print(f"\nchosen: {result.chosen.describe()} (F1 {result.chosen.f1:.3f}, recall {result.chosen.recall:.3f}); "
+              f"best F1 {result.best.f1:.3f} at {result.best.describe()}; standard error {result.f1_standard_error:.3f}; "
+              f"{result.examples} examples")
+    if args.write:
+        path = result.write(target)
+        print(f"calibration written to {path}", file=sys.stderr)
     return 0
 
 

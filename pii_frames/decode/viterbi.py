@@ -23,6 +23,7 @@ __all__ = [
     "CALIBRATION_FILENAME",
     "argmax_decode",
     "load_calibration",
+    "write_calibration",
     "viterbi_decode",
     "viterbi_decode_many",
 ]
@@ -78,6 +79,26 @@ def load_calibration(path: str | Path) -> dict[str, float]:
     entry = exact(points["default"], {"biases"}, "operating_points.default")
     raw = exact(entry["biases"], set(BIAS_KEYS), "operating_points.default.biases")
     return {key: _as_bias(raw[key], f"{path}: operating_points.default.biases.{key}") for key in BIAS_KEYS}
+
+
+def write_calibration(path: str | Path, biases: Mapping[str, float] | None = None) -> Path:
+    """Write ``viterbi_calibration.json`` (the schema :func:`load_calibration` reads) atomically.
+
+    Missing keys are 0.0, unknown keys are an error; ``None`` writes the all-zero calibration of a freshly
+    trained checkpoint.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = write_calibration(os.path.join(tempfile.mkdtemp(), CALIBRATION_FILENAME),
+        ...                          {"transition_bias_inside_to_continue": 2.5})
+        >>> load_calibration(path)["transition_bias_inside_to_continue"]
+        2.5
+    """
+    from pii_frames.io.atomic import atomic_write_json
+
+    values = dict(zip(BIAS_KEYS, resolve_biases(biases)))
+    atomic_write_json(str(path), {"operating_points": {"default": {"biases": values}}})
+    return Path(path)
 
 
 def _as_bias(value: object, where: str) -> float:

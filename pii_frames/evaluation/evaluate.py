@@ -346,14 +346,10 @@ def evaluate(
     from pii_frames.decode.labels import LabelSpace
     from pii_frames.decode.spans import decode_spans
     from pii_frames.decode.viterbi import argmax_decode, viterbi_decode
-    from pii_frames.model.runner import run_sequences
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if isinstance(detector, (str, os.PathLike)) or detector is None:
-        import pii_frames
-
-        detector = pii_frames.load(detector)
+    detector = as_detector(detector)
     decode_mode = decode_mode or getattr(detector, "decode_mode", "viterbi")
     if decode_mode not in ("viterbi", "argmax"):
         raise ValueError(f"decode_mode must be 'viterbi' or 'argmax', got {decode_mode!r}")
@@ -368,18 +364,10 @@ def evaluate(
     typed = mode == "typed"
 
     # Tokenize and project gold first, so a label problem fails before any model time is spent.
-    id_lists = tokenizer.encode_batch([ex.text for ex in examples])
-    prepared = []
-    skipped = []
-    for example, ids in zip(examples, id_lists):
-        offsets = tokenizer.token_offsets(example.text, ids)
-        if offsets.mismatch:
-            skipped.append({"example_id": example.example_id, "source": example.source,
-                            "reason": "text does not survive the tokenizer round trip; gold offsets cannot be mapped"})
-            continue
-        gold_tokens = project_spans_to_tokens(example.spans, offsets.starts, offsets.ends, label_space,
-                                              typed=typed, source=example.source)
-        prepared.append((example, np.asarray(ids, dtype=np.int64), offsets, gold_tokens))
+    tokenized, skipped = tokenize_examples(tokenizer, examples)
+    prepared = [(example, ids, offsets, project_spans_to_tokens(example.spans, offsets.starts, offsets.ends,
+                                                                label_space, typed=typed, source=example.source))
+                for example, ids, offsets in tokenized]
 
     accumulator = MetricsAccumulator(label_space.names, label_space.span_labels, mode=mode)
     report = EvalReport(mode=mode, accumulator=accumulator, elapsed_s=0.0, skipped=skipped, config={
@@ -397,35 +385,69 @@ def evaluate(
         bar = tqdm(total=int(sum(p[1].size for p in prepared)), unit="tok", desc="evaluate", leave=False)
     started = time.perf_counter()
     try:
-        for chunk_start in range(0, len(prepared), _CHUNK_TEXTS):
-            chunk = prepared[chunk_start:chunk_start + _CHUNK_TEXTS]
-            outputs = run_sequences(model, [p[1] for p in chunk], n_ctx=n_ctx, token_budget=token_budget,
-                                    progress=bar.update if bar is not None else None)
-            for (example, ids, offsets, gold_tokens), output in zip(chunk, outputs):
-                logprobs = output.logprobs
-                pred_tokens = (viterbi_decode(logprobs, label_space, merged_biases) if decode_mode == "viterbi"
-                               else argmax_decode(logprobs)) if ids.size else np.zeros(0, dtype=np.int64)
-                pred_spans = decode_spans(logprobs, offsets, label_space, mode=decode_mode, biases=merged_biases)
-                gold_spans = gold_token_aligned_spans(example.spans, offsets.starts, offsets.ends, example.text)
-                accumulator.add_example(gold_tokens=gold_tokens, pred_tokens=pred_tokens, gold_spans=gold_spans,
-                                        pred_spans=pred_spans, text=example.text,
-                                        logprobs=logprobs if typed else None, source=_info_source(example))
-                if doc_classes and output.doc_probs is not None and example.kind in doc_classes:
-                    report.document_total += 1
-                    report.document_correct += int(doc_classes[int(np.argmax(output.doc_probs))] == example.kind)
-                report.predictions.append({
-                    "example_id": example.example_id,
-                    "source": example.source,
-                    "info_source": _info_source(example),
-                    "text": example.text,
-                    "gold_spans": [_span_dict(s, example.text) for s in gold_spans],
-                    "predicted_spans": [_span_dict(s, example.text) for s in pred_spans],
-                })
+        for (example, ids, offsets, gold_tokens), output in model_outputs(
+                model, prepared, ids_of=lambda item: item[1], n_ctx=n_ctx, token_budget=token_budget,
+                progress=bar.update if bar is not None else None):
+            logprobs = output.logprobs
+            pred_tokens = (viterbi_decode(logprobs, label_space, merged_biases) if decode_mode == "viterbi"
+                           else argmax_decode(logprobs)) if ids.size else np.zeros(0, dtype=np.int64)
+            pred_spans = decode_spans(logprobs, offsets, label_space, mode=decode_mode, biases=merged_biases)
+            gold_spans = gold_token_aligned_spans(example.spans, offsets.starts, offsets.ends, example.text)
+            accumulator.add_example(gold_tokens=gold_tokens, pred_tokens=pred_tokens, gold_spans=gold_spans,
+                                    pred_spans=pred_spans, text=example.text,
+                                    logprobs=logprobs if typed else None, source=_info_source(example))
+            if doc_classes and output.doc_probs is not None and example.kind in doc_classes:
+                report.document_total += 1
+                report.document_correct += int(doc_classes[int(np.argmax(output.doc_probs))] == example.kind)
+            report.predictions.append({
+                "example_id": example.example_id,
+                "source": example.source,
+                "info_source": _info_source(example),
+                "text": example.text,
+                "gold_spans": [_span_dict(s, example.text) for s in gold_spans],
+                "predicted_spans": [_span_dict(s, example.text) for s in pred_spans],
+            })
     finally:
         if bar is not None:
             bar.close()
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def as_detector(detector):
+    """``detector`` itself, or the Detector that :func:`pii_frames.load` gives for a model name, path or None."""
+    if isinstance(detector, (str, os.PathLike)) or detector is None:
+        import pii_frames
+
+        return pii_frames.load(detector)
+    return detector
+
+
+def tokenize_examples(tokenizer, examples: list[Example]) -> tuple[list[tuple], list[dict]]:
+    """``(example, ids, offsets)`` of each example the tokenizer round-trips, and a skip record for each
+    one it does not (its gold offsets could not be mapped onto tokens)."""
+    id_lists = tokenizer.encode_batch([example.text for example in examples])
+    tokenized, skipped = [], []
+    for example, ids in zip(examples, id_lists):
+        offsets = tokenizer.token_offsets(example.text, ids)
+        if offsets.mismatch:
+            skipped.append({"example_id": example.example_id, "source": example.source,
+                            "reason": "text does not survive the tokenizer round trip; gold offsets cannot be mapped"})
+            continue
+        tokenized.append((example, np.asarray(ids, dtype=np.int64), offsets))
+    return tokenized, skipped
+
+
+def model_outputs(model, items: list, *, ids_of, n_ctx: int, token_budget: int, progress=None):
+    """Yield ``(item, output)`` for each item, running the model over ``ids_of(item)`` in chunks of texts
+    (so a progress callback hears from every chunk)."""
+    from pii_frames.model.runner import run_sequences
+
+    for chunk_start in range(0, len(items), _CHUNK_TEXTS):
+        chunk = items[chunk_start:chunk_start + _CHUNK_TEXTS]
+        outputs = run_sequences(model, [ids_of(item) for item in chunk], n_ctx=n_ctx, token_budget=token_budget,
+                                progress=progress)
+        yield from zip(chunk, outputs)
 
 
 def _info_source(example: Example) -> str | None:

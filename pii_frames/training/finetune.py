@@ -279,7 +279,7 @@ def finetune(
     >>> finetune("train.jsonl", "out", base="ckpt", epochs=40, batch_size=1, lr=2e-4, n_ctx=128)   # doctest: +SKIP
     FinetuneResult(output_dir=PosixPath('out'), best_epoch=..., ...)
     """
-    from pii_frames.decode.viterbi import BIAS_KEYS
+    from pii_frames.decode.viterbi import CALIBRATION_FILENAME, write_calibration
     from pii_frames.model.checkpoint import save_opf_checkpoint
     from pii_frames.text.tokenizer import load_tokenizer
 
@@ -429,8 +429,7 @@ def finetune(
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     save_opf_checkpoint(model, output_dir, param_dtype=output_param_dtype, extra_config=extra_config)
-    calibration = {"operating_points": {"default": {"biases": {key: 0.0 for key in BIAS_KEYS}}}}
-    (output_dir / "viterbi_calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+    write_calibration(output_dir / CALIBRATION_FILENAME)
 
     summary = {
         "schema_version": SUMMARY_SCHEMA_VERSION,
