@@ -564,12 +564,18 @@ def model_card(figures: dict, previous_card: str | None = None) -> str:
                         if figures.get("stage2_base") else "")
     threads = figures.get("threads") or 1
     stage2_item = (
-        f"2. **Stage 2** (real + synthetic): {figures['steps']} steps of {recipe['batch_size']} windows over the "
-        f"shuffled mix above, learning rate {recipe['learning_rate']} with {recipe['warmup_steps']} warm-up steps; "
-        f"{figures['train_tokens']:,} training tokens; {figures['train_seconds'] / 60:.1f} minutes on {threads} CPU "
-        f"thread{'s' if threads > 1 else ''} (torch {figures['torch_version']}) of a 2-core machine shared with other "
-        f"jobs. Final synthetic validation loss {final.get('validation_loss', float('nan')):.4f}, token accuracy "
-        f"{final.get('validation_token_accuracy', float('nan')):.4f}.{stage2_base_note}")
+        f"2. **Stage 2** (real + synthetic): {recipe['steps']} steps of {recipe['batch_size']} windows over the "
+        f"shuffled mix above, learning rate {recipe['learning_rate']} with {recipe['warmup_steps']} warm-up steps")
+    if figures.get("steps") is None:
+        stage2_item += "; the saved stage-2 checkpoint recorded no figures."
+    else:
+        stage2_item += (
+            f" ({figures['steps']} with the windows that long real-ner texts split into); "
+            f"{figures['train_tokens']:,} training tokens; {figures['train_seconds'] / 60:.1f} minutes on {threads} CPU "
+            f"thread{'s' if threads > 1 else ''} (torch {figures['torch_version']}) of a 2-core machine shared with "
+            f"other jobs. Final synthetic validation loss {final.get('validation_loss', float('nan')):.4f}, token "
+            f"accuracy {final.get('validation_token_accuracy', float('nan')):.4f}.")
+    stage2_item += stage2_base_note
     polish = figures.get("polish")
     stage3_item = ""
     if polish:

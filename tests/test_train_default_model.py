@@ -132,3 +132,39 @@ def test_model_card_says_how_the_real_windows_were_used():
     embedded = note({"real_repeats": 10, "embedded_share": 0.5})
     assert embedded.startswith("each seen 10 times; in every pass 50% of them get one or two structured-PII clauses")
     assert "embed_structured" in embedded and not embedded.endswith(";")
+
+
+def test_a_polish_stage_on_a_saved_stage_two_model_ends_calibrated(tmp_path):
+    # The recipe's last steps in miniature: stage 3 goes on from a saved stage-2 checkpoint (--base-stage 2, whose
+    # figures the card reports), then the Viterbi operating point is chosen on the validation split and stored.
+    import shutil
+
+    from pii_frames.synthetic import generate, write_jsonl
+
+    module = _training_script()
+    base = tmp_path / "stage2"
+    shutil.copytree(DEFAULT_DIR, base)
+    stage2 = {"steps": 6403, "train_tokens": 24_000_000, "train_seconds": 5747.0, "synthetic_examples": 148_590,
+              "final": {"validation_loss": 0.0157, "validation_token_accuracy": 0.9947}, "stage1_base": "/runs/stage1"}
+    (base / "training_figures.json").write_text(json.dumps(stage2), encoding="utf-8")
+    real = tmp_path / "real-ner"
+    real.mkdir()
+    write_jsonl(real / "train.jsonl", generate(6, seed=21))
+    write_jsonl(real / "validation.jsonl", generate(12, seed=22, templates="heldout"))
+    out = tmp_path / "out"
+    status = module.main(["--base", str(base), "--base-stage", "2", "--polish-steps", "4", "--polish-real-repeats", "1",
+                          "--polish-embedded-share", "0", "--batch-size", "2", "--real-ner", str(real),
+                          "--eval-examples", "10", "--validation-examples", "6", "--opf-sample", str(tmp_path / "none"),
+                          "--out", str(out), "--threads", "1"])
+    assert status == 0
+    figures = json.loads((out / "training_figures.json").read_text(encoding="utf-8"))
+    assert figures["stage2_base"] == str(base) and figures["stage1_base"] == "/runs/stage1"
+    assert figures["steps"] == 6403 and figures["threads"] == 1
+    assert figures["polish"]["steps"] == 4 and figures["polish"]["synthetic_examples"] == 4 * 2 - 6
+    stored = json.loads((out / "viterbi_calibration.json").read_text(encoding="utf-8"))
+    assert stored["operating_points"]["default"]["biases"] == figures["calibration"]["chosen"]["biases"]
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "3. **Stage 3** (polish)" in card and "4. **Calibration**" in card and "**stored**" in card
+    assert "(6403 with the windows that long real-ner texts split into); 24,000,000 training tokens; 95.8" in card
+    assert f"**Synthetic documents** ({148_590 + 2:,})" in card
+    assert "--polish-steps 4" in card and "--calibrate" in card and "--calibrate True" not in card
