@@ -145,6 +145,17 @@ def real_stream(real_train: list[dict], seed: int, repeats: int, embedded_share:
         record for repeat in range(renamed_repeats) for record in rename_people(real_train, seed=seed + repeat)]
 
 
+def checkpoint_parameters(checkpoint: Path) -> int:
+    """Numbers stored in a checkpoint's model.safetensors (what the card calls parameters; the engine's packed
+    expert weights are not all torch parameters, so counting those would undercount)."""
+    import math
+
+    from safetensors import safe_open
+
+    with safe_open(str(Path(checkpoint) / "model.safetensors"), framework="pt") as weights:
+        return sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
+
+
 def stage_figures_of(checkpoint: Path) -> dict:
     """Stage 2's figures from the training_figures.json this script wrote beside a stage-2 checkpoint (empty
     when it has none): what the card reports for a stage that was not rerun."""
@@ -307,9 +318,8 @@ def main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         for name in SHIPPED_FILES:
             shutil.copyfile(current / name, args.out / name)
-        detector_params = sum(p.numel() for p in detector.model.parameters())
         figures = {
-            "parameters": detector_params,
+            "parameters": checkpoint_parameters(args.out),
             "stage1_seconds": stage1_seconds,
             "stage1_base": stage2.get("base") if not run_stage2 else (None if args.base is None else str(args.base)),
             "stage2_base": None if run_stage2 else str(args.base),
@@ -541,7 +551,7 @@ def model_card(figures: dict, previous_card: str | None = None) -> str:
     comparison = ""
     if figures.get("baseline"):
         comparison = ("\n## Compared with the previous default\n\nSame files, same `pii-frames eval` scoring; the "
-                      "previous default was trained on synthetic documents only (7.3 M parameters).\n\n"
+                      "previous default was trained on synthetic documents only.\n\n"
                       + _comparison_table(figures, figures["baseline"]) + "\n")
     kept = ""
     if previous_card and _KEPT_SECTION in previous_card:
@@ -662,7 +672,9 @@ document kinds. It is meant for demos, tests and pipelines that must run anywher
 
 ## Recipe
 
-Reproduce with `{command}` (deterministic on CPU for the same torch and faker versions).
+Reproduce with `{command}` (deterministic on CPU for the same torch and faker versions and thread count:
+`--threads 1`, the default, is what every stage of the shipped weights ran on; two runs of stage 3 and the
+calibration wrote byte-identical files).
 
 Every stage uses `pii_frames.training.finetune`: fp32 AdamW (weight decay 0.01, gradient clipping 1.0), cosine
 decay, n_ctx 256, token cross-entropy + 0.5 × document-kind cross-entropy (synthetic documents only), one pass
@@ -721,7 +733,7 @@ def card_only(args: argparse.Namespace) -> int:
         heldout, heldout_untyped = score_heldout(detector, generate(figures["heldout"]["summary"]["examples"],
                                                                     seed=recipe["seed"] + 2, templates="heldout"),
                                                  progress=False)
-        baseline = {"parameters": sum(p.numel() for p in detector.model.parameters()),
+        baseline = {"parameters": checkpoint_parameters(args.baseline),
                     "size_bytes": (args.baseline / "model.safetensors").stat().st_size,
                     "heldout": heldout.to_dict(), "heldout_untyped": heldout_untyped.to_dict()}
         if args.opf_sample.is_file():
