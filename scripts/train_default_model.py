@@ -95,7 +95,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--polish-learning-rate", type=float, default=3e-4, help="stage 3 peak learning rate")
     parser.add_argument("--polish-warmup-steps", type=int, default=50, help="stage 3 warm-up steps")
     parser.add_argument("--polish-real-repeats", type=int, default=2, help="passes over real-ner train.jsonl in stage 3")
-    parser.add_argument("--polish-embedded-share", type=float, default=1.0,
+    parser.add_argument("--polish-embedded-share", type=float, default=0.5,
                         help="as --embedded-share, for stage 3's real-ner windows")
     parser.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
                         help="choose the Viterbi operating point on real-ner's validation split "

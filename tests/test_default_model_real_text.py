@@ -46,8 +46,6 @@ def test_every_customer_name_of_the_sample_table_is_redacted_whole(detector, row
     assert halves == [], f"{len(halves)} customer names not covered by one person span: {halves[:10]}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 target, not met by the shipped default model yet: "
-                   "remove this mark with the model that meets it")
 def test_sample_table_bodies_keep_their_leading_word_and_lose_the_customer(detector, rows):
     bodies = detector.redact_many([row["body"] for row in rows])
     feedback = [result.redacted_text for row, result in zip(rows, bodies) if row["body"].startswith("Feedback:")]
