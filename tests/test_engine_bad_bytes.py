@@ -15,7 +15,9 @@ import pii_frames.pandas  # noqa: F401  (registers the accessor)
 
 def invalid_utf8_column() -> pa.Array:
     """A string column whose second row holds the byte 0xff (Parquet files from other tools can)."""
-    values = [b"Contact: bob@example.com", b"bad \xff byte", None, b"fine"]
+    # The last row is plain text the default model leaves alone; a lone word would test the model's reading of
+    # one-word cells (which over-redacts some, see its model card), not the bad-bytes path.
+    values = [b"Contact: bob@example.com", b"bad \xff byte", None, b"All good, thanks."]
     binary = pa.array(values, type=pa.binary())
     return pa.Array.from_buffers(pa.string(), len(binary), binary.buffers(), null_count=binary.null_count)
 
@@ -26,7 +28,7 @@ def test_invalid_utf8_row_is_named_and_nulled_under_on_error_null():
         pa_pii.redact_table(table, ["body"], model="default")
     with pytest.warns(RuntimeWarning, match=r"1 row\(s\) of column 'body' .*rows 1;.*not valid UTF-8"):
         out = pa_pii.redact_table(table, ["body"], model="default", on_error="null")
-    assert out.column("body").to_pylist() == ["Contact: <PRIVATE_EMAIL>", None, None, "fine"]
+    assert out.column("body").to_pylist() == ["Contact: <PRIVATE_EMAIL>", None, None, "All good, thanks."]
     assert out.column("id").to_pylist() == [1, 2, 3, 4]
 
 
