@@ -93,6 +93,8 @@ def test_bad_arguments_are_named(detector, documents):
         calibrate(detector, documents, label="private_pet", progress=False)
     with pytest.raises(ValueError, match="unknown Viterbi bias name"):
         calibrate(detector, documents, candidates=[{"inside": 1.0}], progress=False)
+    with pytest.raises(ValueError, match="candidates is empty"):
+        calibrate(detector, documents, candidates=[], progress=False)
 
 
 def _cli(*args: str):

@@ -168,7 +168,8 @@ def calibrate(
     from pii_frames.evaluation.evaluate import as_detector, model_outputs, tokenize_examples
 
     detector = as_detector(detector)
-    candidate_biases = [dict(zip(BIAS_KEYS, resolve_biases(c))) for c in (candidates or DEFAULT_GRID)]
+    candidate_biases = [dict(zip(BIAS_KEYS, resolve_biases(c)))
+                        for c in (DEFAULT_GRID if candidates is None else candidates)]
     if not candidate_biases:
         raise ValueError("candidates is empty: give at least one set of Viterbi biases to try")
     label_space = LabelSpace.from_names(detector.labels)
