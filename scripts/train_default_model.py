@@ -32,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from pii_frames.evaluation.calibrate import candidates_table, describe_biases  # noqa: E402
 from pii_frames.synthetic import KINDS, LOCALES, generate  # noqa: E402
 from pii_frames.synthetic.embedded import embed_structured  # noqa: E402
 from pii_frames.synthetic.renamed import rename_people  # noqa: E402
@@ -156,6 +157,13 @@ def checkpoint_parameters(checkpoint: Path) -> int:
         return sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
 
 
+def stage_record(result, n_synthetic: int, threads: int) -> dict:
+    """What training_figures.json keeps of one trained stage (a finetune result)."""
+    return {"synthetic_examples": n_synthetic, "train_tokens": result.summary["dataset"]["train_tokens"],
+            "steps": result.summary["steps"], "train_seconds": result.summary["elapsed_s"],
+            "final": result.epochs[-1], "threads": threads}
+
+
 def stage_figures_of(checkpoint: Path) -> dict:
     """Stage 2's figures from the training_figures.json this script wrote beside a stage-2 checkpoint (empty
     when it has none): what the card reports for a stage that was not rerun."""
@@ -256,10 +264,8 @@ def main(argv=None) -> int:
                               base=str(current) if isinstance(current, Path) else current, lr=args.learning_rate,
                               warmup_steps=args.warmup_steps, **common)
             current = work / "checkpoint"
-            stage2 = {"synthetic_examples": n_synthetic, "train_tokens": result.summary["dataset"]["train_tokens"],
-                      "steps": result.summary["steps"], "train_seconds": result.summary["elapsed_s"],
-                      "final": result.epochs[-1], "base": None if args.base is None else str(args.base),
-                      "threads": args.threads}
+            stage2 = {**stage_record(result, n_synthetic, args.threads),
+                      "base": None if args.base is None else str(args.base)}
             log(f"stage 2 trained in {stage2['train_seconds']:.0f}s")
         else:
             stage2 = stage_figures_of(args.base)
@@ -270,9 +276,7 @@ def main(argv=None) -> int:
                 f"x {args.polish_real_repeats})")
             polished = finetune(mixed(n_polish_synthetic, polish_real, args), work / "polished", base=str(current),
                                 lr=args.polish_learning_rate, warmup_steps=args.polish_warmup_steps, **common)
-            polish = {"steps": polished.summary["steps"], "train_seconds": polished.summary["elapsed_s"],
-                      "train_tokens": polished.summary["dataset"]["train_tokens"], "final": polished.epochs[-1],
-                      "synthetic_examples": n_polish_synthetic, "threads": args.threads}
+            polish = stage_record(polished, n_polish_synthetic, args.threads)
             current = work / "polished"
             log(f"stage 3 trained in {polish['train_seconds']:.0f}s")
         config = json.loads((current / "config.json").read_text(encoding="utf-8"))
@@ -454,23 +458,6 @@ def _flag(name: str, value) -> str:
     return f"--{option} {value}"
 
 
-def _describe_biases(biases: dict) -> str:
-    parts = [f"`{key}` {value:g}" for key, value in biases.items() if value]
-    return ", ".join(parts) if parts else "all six biases 0"
-
-
-def _calibration_table(calibration: dict) -> str:
-    """Markdown table of the calibration candidates (a Calibration.to_dict()), chosen and best marked."""
-    lines = ["| operating point | precision | recall | F1 | |", "|---|---:|---:|---:|---|"]
-    for row in calibration["candidates"]:
-        marks = [mark for mark, other in (("**stored**", calibration["chosen"]), ("best F1", calibration["best"]))
-                 if other["biases"] == row["biases"]]
-        name = ", ".join(f"{key.removeprefix('transition_bias_')} {value:g}"
-                         for key, value in row["biases"].items() if value) or "all 0"
-        lines.append(f"| {name} | {_fmt(row['precision'])} | {_fmt(row['recall'])} | {_fmt(row['f1'])} | "
-                     f"{', '.join(marks)} |")
-    return "\n".join(lines)
-
 # Every real-ner corpus and how its licence asks to be credited (from ../shared/data/real-ner/README.md).
 REAL_NER_CREDITS = """\
 | `info.source` | corpus (repository @ commit) | licence | credit |
@@ -609,7 +596,7 @@ def model_card(figures: dict, previous_card: str | None = None) -> str:
     calibration_limit = "Calibration: all six Viterbi biases are 0 (like the official checkpoint)."
     if calibration:
         chosen = calibration["chosen"]
-        described = _describe_biases(chosen["biases"])
+        described = f"`{describe_biases(chosen['biases'])}`"
         calibration_item = (
             f"{4 if polish else 3}. **Calibration** (`pii_frames.evaluation.calibrate`, `pii-frames calibrate`): the "
             f"model runs once over real-ner's validation split and its spans are decoded again under "
@@ -617,7 +604,7 @@ def model_card(figures: dict, previous_card: str | None = None) -> str:
             f"`viterbi_calibration.json` ({described}) has the highest private_person recall among those whose F1 "
             f"is within one bootstrap standard error ({calibration['f1_standard_error']:.3f}) of the best, because a "
             f"missed name leaks while an extra redaction only costs readability.\n\n"
-            + _calibration_table(calibration) + "\n")
+            + candidates_table(calibration, chosen_mark="**stored**") + "\n")
         calibration_aside = (" (and for choosing the Viterbi operating point, one setting of two numbers; its "
                              "figures below are of the calibrated model)")
         calibration_limit = (f"Calibration: {described}, chosen on real-ner's validation split for recall (see "

@@ -149,23 +149,17 @@ def run_calibrate(args: argparse.Namespace) -> int:
     import json
 
     from pii_frames.engine.loading import EMBEDDED_MODEL_DIR, load
-    from pii_frames.evaluation.calibrate import DEFAULT_GRID, bias_grid, calibrate
+    from pii_frames.evaluation.calibrate import DEFAULT_AXES, bias_grid, calibrate
 
     detector = load(args.model, device=args.device)
     target = detector.checkpoint_dir
     if args.write and (target is None or Path(target).resolve() == EMBEDDED_MODEL_DIR.resolve()):
         raise ValueError("--write would change the model installed with pii_frames; copy the model folder "
                          "(e.g. `cp -r` the path `pii-frames info` prints) and pass the copy as --model")
-    axes = {}
-    if args.inside_to_continue is not None:
-        axes["inside_to_continue"] = args.inside_to_continue
-    if args.background_stay is not None:
-        axes["background_stay"] = args.background_stay
-    if axes:
-        axes.setdefault("inside_to_continue", [0.0])
-        axes.setdefault("background_stay", [0.0])
+    given = {"inside_to_continue": args.inside_to_continue, "background_stay": args.background_stay}
+    axes = {**DEFAULT_AXES, **{name: values for name, values in given.items() if values is not None}}
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    result = calibrate(detector, args.dataset, label=args.label, candidates=bias_grid(**axes) if axes else DEFAULT_GRID,
+    result = calibrate(detector, args.dataset, label=args.label, candidates=bias_grid(**axes),
                        max_examples=args.max_examples, progress=progress)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

@@ -29,7 +29,8 @@ from pii_frames.decode.viterbi import BIAS_KEYS, CALIBRATION_FILENAME, resolve_b
 from pii_frames.evaluation.metrics import SpanCounts, match_spans
 from pii_frames.training.data import gold_token_aligned_spans, load_examples
 
-__all__ = ["Calibration", "CandidateScore", "bias_grid", "calibrate", "choose_operating_point", "DEFAULT_GRID"]
+__all__ = ["Calibration", "CandidateScore", "bias_grid", "calibrate", "candidates_table", "choose_operating_point",
+           "describe_biases", "DEFAULT_AXES", "DEFAULT_GRID"]
 
 _SHORT = {key: key.removeprefix("transition_bias_") for key in BIAS_KEYS}
 
@@ -54,8 +55,31 @@ def bias_grid(**values: Sequence[float]) -> list[dict[str, float]]:
 
 
 # Span-continuation and span-opening biases: the two that trade precision for recall without reshaping spans.
-DEFAULT_GRID = bias_grid(inside_to_continue=[0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0],
-                         background_stay=[0.0, -0.5])
+DEFAULT_AXES = {"inside_to_continue": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0], "background_stay": [0.0, -0.5]}
+DEFAULT_GRID = bias_grid(**DEFAULT_AXES)
+
+
+def describe_biases(biases: Mapping[str, float]) -> str:
+    """The non-zero biases with short names (``"inside_to_continue=2.5"``; ``"all 0"`` when none).
+
+    >>> describe_biases({"transition_bias_inside_to_continue": 2.5, "transition_bias_background_stay": 0.0})
+    'inside_to_continue=2.5'
+    """
+    parts = [f"{_SHORT[key]}={value:g}" for key, value in biases.items() if value]
+    return ", ".join(parts) or "all 0"
+
+
+def candidates_table(calibration: Mapping, chosen_mark: str = "**chosen**") -> str:
+    """A markdown table of a :meth:`Calibration.to_dict` (also as stored in JSON): one row per candidate,
+    the chosen one and the best F1 marked."""
+    scope = calibration["label"] or "all labels"
+    lines = [f"| biases | precision | recall | F1 ({scope}) | |", "|---|---:|---:|---:|---|"]
+    for row in calibration["candidates"]:
+        marks = [mark for mark, key in ((chosen_mark, "chosen"), ("best F1", "best"))
+                 if calibration[key]["biases"] == row["biases"]]
+        lines.append(f"| {describe_biases(row['biases'])} | {row['precision'] or 0.0:.3f} | {row['recall'] or 0.0:.3f} | "
+                     f"{row['f1'] or 0.0:.3f} | {', '.join(marks)} |")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -78,9 +102,8 @@ class CandidateScore:
         return self.counts.f1 or 0.0
 
     def describe(self) -> str:
-        """The non-zero biases, short names (``"inside_to_continue=2.5"``; ``"all 0"`` when none)."""
-        parts = [f"{_SHORT[key]}={value:g}" for key, value in self.biases.items() if value]
-        return ", ".join(parts) or "all 0"
+        """The non-zero biases, short names (see :func:`describe_biases`)."""
+        return describe_biases(self.biases)
 
 
 @dataclass
@@ -105,17 +128,7 @@ class Calibration:
 
     def table(self) -> str:
         """A markdown table: one row per candidate, the chosen one and the best F1 marked."""
-        scope = self.label or "all labels"
-        lines = [f"| biases | precision | recall | F1 ({scope}) | |", "|---|---:|---:|---:|---|"]
-        for candidate in self.candidates:
-            mark = []
-            if candidate is self.chosen:
-                mark.append("**chosen**")
-            if candidate is self.best:
-                mark.append("best F1")
-            lines.append(f"| {candidate.describe()} | {candidate.precision:.3f} | {candidate.recall:.3f} | "
-                         f"{candidate.f1:.3f} | {', '.join(mark)} |")
-        return "\n".join(lines)
+        return candidates_table(self.to_dict())
 
     def to_dict(self) -> dict:
         def row(candidate: CandidateScore) -> dict:
