@@ -16,10 +16,10 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import re
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -41,7 +41,8 @@ _LEGACY_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<tag>tmp|publish|old)-[0-9a
 
 
 def _host_tag() -> str:
-    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+    # platform.node() is the host name gethostname() gives, read from the system without the socket module.
+    return hashlib.sha256(platform.node().encode("utf-8", "replace")).hexdigest()[:8]
 
 
 def temporary_sibling(path: str, tag: str = "tmp") -> str:
